@@ -1,0 +1,385 @@
+"""Configuration: one TOML file read once at start-up into frozen dataclasses.
+
+Theory of operation
+-------------------
+This module is the only place that reads the configuration file or the environment. Every key
+is declared here with its type and default, and ``docs/configuration.md`` documents each one.
+Validation happens once, in :func:`from_mapping`; the rest of the program trusts the resulting
+:class:`Config`. An unknown key, a value of the wrong type or an out-of-range value is a
+:class:`ConfigError` whose message starts with the dotted key (``limits.max_recipients: ...``),
+so a typo never silently leaves a default in force.
+
+Lookup order for the file (an operator convention, not an RFC): ``--config PATH``, then
+``$MAILPOST_CONFIG``, then ``./mailpost.toml``, then the built-in development defaults.
+
+Relative paths (``data_dir``, ``tls.cert``, ``tls.key``) stay relative and are therefore resolved
+against the working directory of the process, not against the directory of the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "MAILPOST_CONFIG"
+DEFAULT_FILE = "mailpost.toml"
+
+
+class ConfigError(Exception):
+    """The configuration is unreadable or invalid; the message names the offending key."""
+
+
+# A host name label: letters, digits and inner hyphens, 1-63 octets (RFC 1123 §2.1 relaxes
+# RFC 952 to allow a leading digit; RFC 5321 §4.1.2 `sub-domain` is the same shape).
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _addresses(value: Any, key: str) -> tuple[str, ...]:
+    """Accept "host:port" or a list of them; validate the shape of each."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{key}: expected \"host:port\" or a list of them")
+    for item in items:
+        parse_host_port(item, key)
+    return tuple(items)
+
+
+def parse_host_port(text: str, key: str = "address") -> tuple[str, int]:
+    """Split "host:port" (IPv6 as "[::1]:port") into its parts, validating the port.
+
+    Raises:
+        ConfigError: naming ``key`` when the text is not of that shape or the port is not 0-65535
+            (0 asks the operating system for a free port, which tests use).
+    """
+    host, sep, port_text = text.rpartition(":")
+    # isdigit() alone accepts non-ASCII digits such as "²" that int() then rejects.
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()):
+        raise ConfigError(f"{key}: {text!r} is not \"host:port\"")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        if ":" not in host:
+            raise ConfigError(f"{key}: {text!r}: brackets are only for IPv6 addresses")
+    elif ":" in host or "[" in host or "]" in host:
+        # "::1:25" is ambiguous; the bracket form says where the address ends.
+        raise ConfigError(f"{key}: {text!r}: write an IPv6 address as \"[::1]:port\"")
+    if not host or any(c.isspace() for c in host):
+        raise ConfigError(f"{key}: {text!r} has an empty or malformed host")
+    port = int(port_text)
+    if port > 65535:
+        raise ConfigError(f"{key}: port {port} out of range 0-65535")
+    return host, port
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """Listener addresses per protocol; an empty tuple means the protocol is off."""
+
+    smtp: tuple[str, ...] = ()
+    submission: tuple[str, ...] = ()
+    submissions: tuple[str, ...] = ()
+    imap: tuple[str, ...] = ()
+    imaps: tuple[str, ...] = ()
+    pop3: tuple[str, ...] = ()
+    pop3s: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """Certificate and key; both unset means a self-signed pair under data_dir/tls."""
+
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Every bound the servers enforce (security catalogue §0 invariant 5)."""
+
+    max_message_size: int = 26_214_400
+    max_connections_per_ip: int = 100
+    max_connections_per_user: int = 50
+    max_recipients: int = 1000
+    max_line_length: int = 4096
+    max_errors: int = 20
+    max_hops: int = 50
+    smtp_timeout: float = 300.0
+    tls_handshake_timeout: float = 30.0
+    auth_max_failures: int = 5
+    auth_fail_delay: float = 2.0
+    auth_fail_delay_max: float = 15.0
+    auth_fail_window: float = 900.0
+    min_free_disk: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+
+
+POP3_MIN_IDLE_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer MUST be at least 10 minutes
+
+
+@dataclass(frozen=True, slots=True)
+class POP3Config:
+    """POP3 policy."""
+
+    # RFC 2595 §2.3, RFC 8314 §4.1: no clear-text credentials before TLS unless this is set.
+    allow_insecure_auth: bool = False
+    idle_timeout: float = POP3_MIN_IDLE_TIMEOUT
+
+
+DEFAULT_HOSTNAME = "mail.example.test"
+DEFAULT_DATA_DIR = "var"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    hostname: str = DEFAULT_HOSTNAME
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    pop3: POP3Config = field(default_factory=POP3Config)
+    source: Path | None = None
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "mailpost.db"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.tls.cert or self.data_dir / "tls" / "cert.pem"
+
+    @property
+    def key_path(self) -> Path:
+        return self.tls.key or self.data_dir / "tls" / "key.pem"
+
+    @property
+    def min_free_disk(self) -> int:
+        """Free space below which new mail is refused with 452 4.3.1 (Postfix: 1.5 x size)."""
+        return self.limits.min_free_disk or int(self.limits.max_message_size * 1.5)
+
+
+DEVELOPMENT_LISTEN = ListenConfig(
+    smtp=("127.0.0.1:2525",),
+    submission=("127.0.0.1:2587",),
+    submissions=("127.0.0.1:2465",),
+    imap=("127.0.0.1:2143",),
+    imaps=("127.0.0.1:2993",),
+    pop3=("127.0.0.1:2110",),
+    pop3s=("127.0.0.1:2995",),
+)
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_TOP_LEVEL_KEYS = ("hostname", "data_dir", "listen", "tls", "limits", "log", "pop3")
+# Limits where 0 is meaningful: "derive from max_message_size" and "no delay".
+_ZERO_ALLOWED = frozenset({"min_free_disk", "auth_fail_delay"})
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _check_type(key: str, value: Any, expected: type) -> Any:
+    """Return ``value`` converted to ``expected``, or raise naming ``key``.
+
+    TOML integers are accepted where a float is expected. Booleans are rejected where a number
+    is expected even though ``bool`` subclasses ``int`` in Python: ``max_recipients = true`` is
+    a mistake, not 1.
+    """
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
+        raise ConfigError(f"{key}: expected {_TYPE_NAMES[expected]}, got {_type_name(value)}")
+    return value
+
+
+def _unknown_key(key: str, known: tuple[str, ...] | frozenset[str]) -> ConfigError:
+    return ConfigError(f"{key}: unknown key (expected one of: {', '.join(sorted(known))})")
+
+
+def _check_limit(key: str, value: float) -> None:
+    """Reject NaN, infinity and non-positive values: every limit must be a real bound."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"limits.{key}: must be a finite number, got {value}")
+    if value < 0 or (value == 0 and key not in _ZERO_ALLOWED):
+        qualifier = "zero or positive" if key in _ZERO_ALLOWED else "positive"
+        raise ConfigError(f"limits.{key}: must be {qualifier}, got {value}")
+
+
+def _build_limits(table: Mapping[str, Any]) -> LimitsConfig:
+    defaults = LimitsConfig()
+    names = frozenset(f.name for f in dataclasses.fields(LimitsConfig))
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise _unknown_key(f"limits.{key}", names)
+        checked = _check_type(f"limits.{key}", value, type(getattr(defaults, key)))
+        _check_limit(key, checked)
+        values[key] = checked
+    limits = LimitsConfig(**values)
+    if limits.auth_fail_delay_max < limits.auth_fail_delay:
+        raise ConfigError(
+            f"limits.auth_fail_delay_max: {limits.auth_fail_delay_max} is below "
+            f"limits.auth_fail_delay ({limits.auth_fail_delay})")
+    return limits
+
+
+def _build_listen(table: Mapping[str, Any]) -> ListenConfig:
+    names = tuple(f.name for f in dataclasses.fields(ListenConfig))
+    values: dict[str, tuple[str, ...]] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise _unknown_key(f"listen.{key}", names)
+        values[key] = _addresses(value, f"listen.{key}")
+    _check_no_shared_address(values)
+    return ListenConfig(**values)
+
+
+def _check_no_shared_address(values: Mapping[str, tuple[str, ...]]) -> None:
+    """Two listeners on one address would fail at bind time; say which keys clash now."""
+    owners: dict[tuple[str, int], str] = {}
+    for key, addresses in values.items():
+        for address in addresses:
+            host, port = parse_host_port(address, f"listen.{key}")
+            if port == 0:  # each port-0 listener gets its own free port
+                continue
+            if (host, port) in owners:
+                raise ConfigError(
+                    f"listen.{key}: {address} is already used by listen.{owners[(host, port)]}")
+            owners[(host, port)] = key
+
+
+def _path(key: str, value: Any, base: Path) -> Path:
+    text: str = _check_type(key, value, str)
+    if not text:
+        raise ConfigError(f"{key}: must not be empty")
+    return base / text
+
+
+def _build_tls(table: Mapping[str, Any], base: Path) -> TLSConfig:
+    values: dict[str, Path] = {}
+    for key, value in table.items():
+        if key not in ("cert", "key"):
+            raise _unknown_key(f"tls.{key}", ("cert", "key"))
+        values[key] = _path(f"tls.{key}", value, base)
+    if len(values) == 1:
+        missing = "key" if "cert" in values else "cert"
+        raise ConfigError(
+            f"tls.{missing}: missing; set both cert and key, or neither for a self-signed pair")
+    return TLSConfig(**values)
+
+
+def _build_log(table: Mapping[str, Any]) -> LogConfig:
+    for key, value in table.items():
+        if key != "level":
+            raise _unknown_key(f"log.{key}", ("level",))
+        if not isinstance(value, str) or value not in _LOG_LEVELS:
+            raise ConfigError(
+                f"log.level: expected one of {', '.join(_LOG_LEVELS)}, got {value!r}")
+    return LogConfig(**table)
+
+
+def _build_pop3(table: Mapping[str, Any]) -> POP3Config:
+    defaults = POP3Config()
+    names = frozenset(f.name for f in dataclasses.fields(POP3Config))
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise _unknown_key(f"pop3.{key}", names)
+        values[key] = _check_type(f"pop3.{key}", value, type(getattr(defaults, key)))
+    timeout = values.get("idle_timeout", defaults.idle_timeout)
+    if not math.isfinite(timeout) or timeout < POP3_MIN_IDLE_TIMEOUT:
+        raise ConfigError(f"pop3.idle_timeout: must be at least {POP3_MIN_IDLE_TIMEOUT:g} "
+                          f"seconds (RFC 1939 §3), got {timeout}")
+    return POP3Config(**values)
+
+
+def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a table, got {_type_name(value)}")
+    return value
+
+
+def _check_hostname(value: Any) -> str:
+    """The name this server announces (SMTP greeting, EHLO, Received): dot-separated labels."""
+    hostname: str = _check_type("hostname", value, str)
+    labels = hostname.removesuffix(".").split(".")
+    if len(hostname) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ConfigError(
+            f"hostname: {hostname!r} is not a host name (letters, digits, hyphens and dots)")
+    return hostname
+
+
+def from_mapping(data: Mapping[str, Any], base: Path = Path("."),
+                 source: Path | None = None) -> Config:
+    """Build a validated :class:`Config` from parsed TOML; relative paths are against ``base``.
+
+    A missing ``[listen]`` table means the development listeners (:data:`DEVELOPMENT_LISTEN`);
+    a present one lists exactly the protocols to serve.
+    """
+    for key in data:
+        if key not in _TOP_LEVEL_KEYS:
+            raise _unknown_key(key, _TOP_LEVEL_KEYS)
+    listen = _build_listen(_table(data, "listen")) if "listen" in data else DEVELOPMENT_LISTEN
+    return Config(
+        hostname=_check_hostname(data.get("hostname", DEFAULT_HOSTNAME)),
+        data_dir=_path("data_dir", data.get("data_dir", DEFAULT_DATA_DIR), base),
+        listen=listen,
+        tls=_build_tls(_table(data, "tls"), base),
+        limits=_build_limits(_table(data, "limits")),
+        log=_build_log(_table(data, "log")),
+        pop3=_build_pop3(_table(data, "pop3")),
+        source=source,
+    )
+
+
+def find_config_file(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The file :func:`load` would read: ``path``, ``$MAILPOST_CONFIG``, ``./mailpost.toml``."""
+    if path is not None:
+        return Path(path)
+    from_env = os.environ.get(ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    if Path(DEFAULT_FILE).is_file():
+        return Path(DEFAULT_FILE)
+    return None
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Find and load the configuration (see module docstring for the lookup order).
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or fails validation.
+    """
+    file = find_config_file(path)
+    if file is None:
+        return from_mapping({})
+    try:
+        with file.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from exc
+    try:
+        # Relative paths stay relative to the working directory (see the module docstring):
+        # the same rule as for a path given on the command line.
+        return from_mapping(data, Path("."), source=file)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from exc

@@ -1,0 +1,226 @@
+"""The store interface: everything the protocols may ask of persistent state.
+
+Protocol packages (``smtp``, ``imap``, ``pop3``) and ``delivery`` talk only to these
+``Protocol`` classes; they never see SQL or file paths. The embedded implementation is
+``mailpost.store.sqlite.SQLiteStore`` (SQLite metadata in WAL mode plus one file per message
+body); a PostgreSQL implementation can replace it behind the same methods.
+
+Rules every implementation keeps (see docs/architecture.md):
+
+* Every mutating call is one transaction. Message-changing calls bump the mailbox's modseq,
+  write the change log and commit; only then is the change published on the bus
+  (commit-then-broadcast), so a session woken by the bus always finds the change in the store.
+* UIDVALIDITY never changes for an existing mailbox; UIDs are never reused; UIDNEXT only grows,
+  and its advance is committed in the same transaction that makes the message visible.
+* A body is durable (file fsynced, renamed into place, directory fsynced) before any row
+  references it. Bodies are immutable and shared by copies; a body is removed once no message or
+  queue entry references it.
+* Mailbox names are data, never paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import BinaryIO, Protocol
+
+from mailpost.store.types import (
+    Account,
+    Alias,
+    BlobRef,
+    DeliveryOutcome,
+    DeliveryTarget,
+    FlagMode,
+    FlagUpdate,
+    MailboxChanges,
+    MailboxInfo,
+    MessageMeta,
+    OutboundEnvelope,
+    QueueEntry,
+)
+
+
+class BlobWriter(Protocol):
+    """Receives a message body incrementally; nothing is durable until :meth:`finish`."""
+
+    def write(self, data: bytes) -> None:
+        """Append bytes (buffered; may raise ``StoreUnavailable`` on a full disk)."""
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+
+    async def finish(self) -> BlobRef:
+        """Flush, fsync, rename into place and fsync the directory; then return the ref.
+
+        Raises:
+            StoreUnavailable: on any I/O error (disk full, EIO); the partial file is removed.
+        """
+
+    def abort(self) -> None:
+        """Discard what was written (idempotent; safe after finish() failed)."""
+
+
+class BlobStore(Protocol):
+    def writer(self) -> BlobWriter:
+        """Start a new body."""
+
+    async def read(self, ref: BlobRef | str, start: int = 0, end: int | None = None) -> bytes:
+        """Read ``[start, end)`` of a body (whole body by default)."""
+
+    def open(self, ref: BlobRef | str) -> BinaryIO:
+        """Open a body for reading in chunks; blocking, so call it in a worker thread (POP3
+        RETR, IMAP BODY[] of large messages). Raises NotFound."""
+
+    def free_space(self) -> int:
+        """Bytes free on the volume that holds the bodies (for 452 4.3.1 checks)."""
+
+
+class DirectoryStore(Protocol):
+    """Domains, accounts and aliases: who receives mail here and who may log in."""
+
+    async def add_domain(self, name: str) -> None:
+        """Raises AlreadyExists."""
+
+    async def remove_domain(self, name: str) -> None:
+        """Raises NotFound, or InUse while accounts or aliases of the domain exist."""
+
+    async def list_domains(self) -> list[str]: ...
+
+    async def is_local_domain(self, name: str) -> bool:
+        """Case-insensitive."""
+
+    async def add_account(self, address: str, password_hash: str,
+                          quota_bytes: int | None = None,
+                          quota_messages: int | None = None) -> Account:
+        """Create the account and its default mailboxes (types.DEFAULT_MAILBOXES).
+
+        Raises:
+            NotFound: the address's domain is not a local domain.
+            AlreadyExists: the address is already an account or an alias.
+        """
+
+    async def set_password(self, address: str, password_hash: str) -> None:
+        """Raises NotFound."""
+
+    async def set_quota(self, address: str, quota_bytes: int | None,
+                        quota_messages: int | None = None) -> None:
+        """Raises NotFound."""
+
+    async def remove_account(self, address: str) -> None:
+        """Remove the account, its mailboxes and messages. Raises NotFound."""
+
+    async def list_accounts(self) -> list[Account]: ...
+
+    async def get_account(self, address: str) -> Account | None:
+        """Case-insensitive lookup by full address."""
+
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+
+    async def add_alias(self, address: str, target: str) -> None:
+        """``address`` is ``local@domain`` or ``@domain`` (catch-all) of a local domain.
+
+        Raises:
+            NotFound: the alias's domain is not local.
+            AlreadyExists: the alias exists (or is an account's address).
+        """
+
+    async def remove_alias(self, address: str, target: str | None = None) -> None:
+        """Remove one target (or all of them). Raises NotFound."""
+
+    async def list_aliases(self) -> list[Alias]: ...
+
+    async def alias_targets(self, address: str) -> list[str]:
+        """Targets of an exact alias; empty if none. Catch-alls are looked up as ``@domain``."""
+
+    async def account_usage(self, account_id: int) -> tuple[int, int]:
+        """(bytes, messages) currently stored for the account, for quotas."""
+
+
+class MailboxStore(Protocol):
+    """Mailboxes and the messages in them (what IMAP and POP3 see)."""
+
+    async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]:
+        """All mailboxes of an account, with counts, ordered by name."""
+
+    async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None:
+        """By name; ``INBOX`` matches case-insensitively (RFC 9051 §5.1)."""
+
+    async def create_mailbox(self, account_id: int, name: str,
+                             special_use: str | None = None) -> MailboxInfo:
+        """Raises AlreadyExists, InvalidName."""
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Rename a mailbox and its children (``old/...``). UIDVALIDITY is kept.
+
+        Raises NotFound, AlreadyExists, InvalidName. Renaming INBOX is the IMAP layer's
+        special case (RFC 9051 §6.3.6), built from create + move_all.
+        """
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """Delete a mailbox and its messages. Raises NotFound."""
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        """Subscriptions may name mailboxes that do not exist (RFC 9051 §6.3.7)."""
+
+    async def subscriptions(self, account_id: int) -> list[str]: ...
+
+    async def messages(self, mailbox_id: int) -> list[MessageMeta]:
+        """Every message in the mailbox, ordered by UID (a session's snapshot)."""
+
+    async def append(self, account_id: int, mailbox_id: int, blob: BlobRef,
+                     flags: frozenset[str], internal_date: datetime,
+                     enforce_quota: bool = True) -> MessageMeta:
+        """Add a stored body to a mailbox. Raises NotFound, OverQuota."""
+
+    async def store_flags(self, mailbox_id: int, uids: Sequence[int], mode: FlagMode,
+                          flags: frozenset[str],
+                          unchanged_since: int | None = None) -> FlagUpdate:
+        """Change flags; only messages whose flags really change get a new modseq."""
+
+    async def copy(self, source_mailbox_id: int, uids: Sequence[int],
+                   target_mailbox_id: int, enforce_quota: bool = True) -> list[tuple[int, int]]:
+        """Copy messages; all or nothing. Returns (source uid, new uid) pairs."""
+
+    async def move(self, source_mailbox_id: int, uids: Sequence[int],
+                   target_mailbox_id: int) -> list[tuple[int, int]]:
+        """Copy then expunge from the source in one transaction (RFC 6851)."""
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int]) -> list[int]:
+        """Remove the given messages; returns the UIDs that were removed."""
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        """Messages added or changed, and UIDs expunged, after ``modseq``."""
+
+
+class QueueStore(Protocol):
+    """The durable outbound queue; entries are created by :meth:`MailStore.deliver`."""
+
+    async def list_queue(self) -> list[QueueEntry]: ...
+
+    async def get_queue_entry(self, entry_id: int) -> QueueEntry | None: ...
+
+    async def delete_queue_entry(self, entry_id: int) -> None:
+        """Raises NotFound."""
+
+
+class MailStore(DirectoryStore, MailboxStore, QueueStore, Protocol):
+    """The whole store: open it with :func:`mailpost.store.open_store`."""
+
+    @property
+    def blobs(self) -> BlobStore: ...
+
+    async def deliver(self, blob: BlobRef, targets: Sequence[DeliveryTarget],
+                      outbound: OutboundEnvelope | None = None,
+                      internal_date: datetime | None = None) -> DeliveryOutcome:
+        """Make one accepted message durable for every recipient at once.
+
+        Local copies go into the target mailboxes and remote recipients into the queue, all in
+        one transaction; when it returns, the 250 reply may be sent.
+
+        Raises:
+            StoreUnavailable: the transaction failed; nothing was made visible.
+            OverQuota: a target with ``enforce_quota`` is over quota; nothing was made visible.
+        """
+
+    async def close(self) -> None: ...
