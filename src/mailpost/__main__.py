@@ -1,0 +1,3 @@
+from mailpost.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""Wiring: open the store, make TLS ready, start the listeners, stop cleanly.
+
+``Server`` is what ``mailpost serve`` runs and what the end-to-end tests start in-process (on
+port 0). It owns the only long-lived objects: the store, the change bus, the authenticator and
+its throttle, the per-IP connection limiter, and the listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+from dataclasses import dataclass, field
+
+from mailpost.admin import ops
+from mailpost.auth.authenticator import Authenticator
+from mailpost.auth.ratelimit import AuthThrottle
+from mailpost.bus import LocalBus
+from mailpost.config import Config, parse_host_port
+from mailpost.delivery.resolve import RecipientResolver
+from mailpost.net import tls
+from mailpost.net.listener import (
+    AccountSessionLimiter,
+    Connection,
+    ConnectionLimiter,
+    Handler,
+    ListenerSpec,
+    bound_addresses,
+    start_listener,
+)
+from mailpost.pop3.session import POP3Services, POP3Session
+from mailpost.smtp.session import Mode, SMTPServices, SMTPSession
+from mailpost.store import open_store
+from mailpost.store.interface import MailStore
+
+log = logging.getLogger("mailpost")
+
+SMTP_BUSY = b"421 4.7.0 Too many connections from your address, try again later\r\n"
+POP3_BUSY = b"-ERR [SYS/TEMP] too many connections\r\n"  # RFC 3206 SYS/TEMP
+
+
+@dataclass
+class Server:
+    config: Config
+    bus: LocalBus = field(default_factory=LocalBus)
+    store: MailStore | None = None
+    listeners: dict[str, list[asyncio.Server]] = field(default_factory=dict)
+    first_run: tuple[str, str] | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        tls_context = self._tls_context()
+        self.store = await open_store(config.data_dir, self.bus)
+        self.first_run = await ops.ensure_first_run(self.store)
+        limits = config.limits
+        throttle = AuthThrottle.from_limits(limits)
+        authenticator = Authenticator(self.store, throttle)
+        services = SMTPServices(
+            config=config,
+            store=self.store,
+            resolver=RecipientResolver(self.store, config.hostname),
+            authenticator=authenticator,
+            throttle=throttle,
+            tls_context=tls_context,
+        )
+        # One count of logged-in sessions per account, shared by IMAP and POP3.
+        account_sessions = AccountSessionLimiter(limits.max_connections_per_user)
+        pop3 = POP3Services(config=config, store=self.store, authenticator=authenticator,
+                            throttle=throttle, tls_context=tls_context,
+                            account_sessions=account_sessions)
+        limiter = ConnectionLimiter(limits.max_connections_per_ip)
+        specs = [*self._smtp_specs(services, tls_context), *self._pop3_specs(pop3, tls_context)]
+        for spec in specs:
+            self.listeners[spec.name] = await start_listener(spec, limiter)
+            for host, port in bound_addresses(self.listeners[spec.name]):
+                log.info("listening %s %s:%d", spec.name, host, port)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        config = self.config
+        if config.tls.cert is None:
+            tls.ensure_certificate(config.cert_path, config.key_path, config.hostname)
+        return tls.server_context(config.cert_path, config.key_path)
+
+    def _smtp_specs(self, services: SMTPServices,
+                    tls_context: ssl.SSLContext) -> list[ListenerSpec]:
+        listen = self.config.listen
+        timeout = self.config.limits.tls_handshake_timeout
+
+        def handler(mode: Mode) -> Handler:
+            async def run(connection: Connection) -> None:
+                await SMTPSession(connection, mode, services).run()
+            return run
+
+        table = [
+            ("smtp", listen.smtp, Mode.MX, None),
+            ("submission", listen.submission, Mode.SUBMISSION, None),
+            ("submissions", listen.submissions, Mode.SUBMISSION, tls_context),
+        ]
+        return [
+            ListenerSpec(name, tuple(parse_host_port(a, f"listen.{name}") for a in addresses),
+                         handler(mode), implicit, SMTP_BUSY, timeout)
+            for name, addresses, mode, implicit in table if addresses
+        ]
+
+    def _pop3_specs(self, services: POP3Services,
+                    tls_context: ssl.SSLContext) -> list[ListenerSpec]:
+        listen = self.config.listen
+        timeout = self.config.limits.tls_handshake_timeout
+
+        async def run(connection: Connection) -> None:
+            await POP3Session(connection, services).run()
+
+        table = [("pop3", listen.pop3, None), ("pop3s", listen.pop3s, tls_context)]
+        return [
+            ListenerSpec(name, tuple(parse_host_port(a, f"listen.{name}") for a in addresses),
+                         run, implicit, POP3_BUSY, timeout)
+            for name, addresses, implicit in table if addresses
+        ]
+
+    def port(self, name: str) -> int:
+        """The bound port of a listener (tests bind port 0)."""
+        return bound_addresses(self.listeners[name])[0][1]
+
+    async def stop(self) -> None:
+        for servers in self.listeners.values():
+            for server in servers:
+                server.close()
+        for servers in self.listeners.values():
+            for server in servers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server.wait_closed(), 5)
+        self.listeners.clear()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+
+def _print_first_run(server: Server) -> None:
+    if server.first_run is None:
+        return
+    address, password = server.first_run
+    config = server.config
+    print(
+        "\nFirst start: created domain example.test and user\n"
+        f"    {address}\n    password: {password}\n\n"
+        "Point a mail client at it (the certificate is self-signed: accept it once):\n"
+        f"    SMTP submission  {', '.join(config.listen.submission) or '(off)'} STARTTLS,"
+        f" {', '.join(config.listen.submissions) or '(off)'} TLS\n"
+        f"    IMAP             {', '.join(config.listen.imap) or '(off)'} STARTTLS,"
+        f" {', '.join(config.listen.imaps) or '(off)'} TLS\n"
+        f"    POP3             {', '.join(config.listen.pop3) or '(off)'} STLS,"
+        f" {', '.join(config.listen.pop3s) or '(off)'} TLS\n"
+        f"    MX (incoming)    {', '.join(config.listen.smtp) or '(off)'}\n"
+        "Add users with: mailpost user add you@example.test --password-stdin\n",
+        flush=True,
+    )
+
+
+async def _serve_until_signalled(config: Config) -> None:
+    server = Server(config)
+    await server.start()
+    _print_first_run(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("mailpost ready (%s)", config.hostname)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await server.stop()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(config: Config) -> int:
+    """Run the server until SIGINT/SIGTERM; the body of ``mailpost serve``."""
+    configure_logging(config.log.level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but optional at run time
+        asyncio.run(_serve_until_signalled(config))
+    else:
+        uvloop.run(_serve_until_signalled(config))
+    return 0
