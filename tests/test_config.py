@@ -360,3 +360,15 @@ def test_development_example_matches_the_defaults(tmp_path: Path) -> None:
     assert cfg.tls.key == Path("var/tls/key.pem")
     assert cfg.limits.max_message_size == 26_214_400
     assert isinstance(cfg, Config)
+
+
+def test_imap_section_defaults_and_bounds() -> None:
+    config = from_mapping({"imap": {"idle_timeout": 3600, "append_limit": 1000}})
+    assert config.imap.idle_timeout == 3600.0 and config.append_limit == 1000
+    assert from_mapping({}).append_limit == from_mapping({}).limits.max_message_size
+    for table, key in (({"idle_timeout": 600}, "imap.idle_timeout"),
+                       ({"bogus": 1}, "imap.bogus"),
+                       ({"max_line_length": 100}, "imap.max_line_length"),
+                       ({"write_timeout": 0}, "imap.write_timeout")):
+        with pytest.raises(ConfigError, match=key):
+            from_mapping({"imap": table})

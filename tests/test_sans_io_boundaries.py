@@ -12,7 +12,8 @@ SANS_IO_MODULES = sorted(
     [path for path in (SRC / "smtp").glob("*.py") if path.name not in ("session.py",)]
     + [SRC / "auth" / "sasl.py"]
     + [path for path in (SRC / "pop3").glob("*.py") if path.name not in ("session.py",)]
-    + [path for path in (SRC / "imap").glob("*.py") if path.name not in ("session.py",)]
+    + [path for path in (SRC / "imap").glob("*.py")
+       if path.name not in ("session.py", "selected.py")]
 )
 # Plain value types (store.types: frozen dataclasses, no I/O) may be shared with the cores.
 ALLOWED = ("mailpost.store.types",)

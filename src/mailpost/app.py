@@ -21,6 +21,7 @@ from mailpost.auth.ratelimit import AuthThrottle
 from mailpost.bus import LocalBus
 from mailpost.config import Config, parse_host_port
 from mailpost.delivery.resolve import RecipientResolver
+from mailpost.imap.session import IMAPServices, IMAPSession
 from mailpost.net import tls
 from mailpost.net.listener import (
     AccountSessionLimiter,
@@ -38,6 +39,7 @@ from mailpost.store.interface import MailStore
 
 log = logging.getLogger("mailpost")
 
+IMAP_BUSY = b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"
 SMTP_BUSY = b"421 4.7.0 Too many connections from your address, try again later\r\n"
 POP3_BUSY = b"-ERR [SYS/TEMP] too many connections\r\n"  # RFC 3206 SYS/TEMP
 
@@ -72,9 +74,11 @@ class Server:
         pop3 = POP3Services(config=config, store=self.store, authenticator=authenticator,
                             throttle=throttle, tls_context=tls_context,
                             account_sessions=account_sessions)
+        imap = IMAPServices(config=config, store=self.store, bus=self.bus,
+                            authenticator=authenticator, throttle=throttle,
+                            tls_context=tls_context, account_sessions=account_sessions)
         limiter = ConnectionLimiter(limits.max_connections_per_ip)
-        specs = [*self._smtp_specs(services, tls_context), *self._pop3_specs(pop3, tls_context)]
-        for spec in specs:
+        for spec in self._listener_specs(services, pop3, imap, tls_context):
             self.listeners[spec.name] = await start_listener(spec, limiter)
             for host, port in bound_addresses(self.listeners[spec.name]):
                 log.info("listening %s %s:%d", spec.name, host, port)
@@ -85,40 +89,37 @@ class Server:
             tls.ensure_certificate(config.cert_path, config.key_path, config.hostname)
         return tls.server_context(config.cert_path, config.key_path)
 
-    def _smtp_specs(self, services: SMTPServices,
-                    tls_context: ssl.SSLContext) -> list[ListenerSpec]:
+    def _listener_specs(self, smtp: SMTPServices, pop3: POP3Services, imap: IMAPServices,
+                        tls_context: ssl.SSLContext) -> list[ListenerSpec]:
+        """Every configured listener: (name, addresses, implicit TLS, session, busy reply)."""
         listen = self.config.listen
-        timeout = self.config.limits.tls_handshake_timeout
 
-        def handler(mode: Mode) -> Handler:
+        def smtp_session(mode: Mode) -> Handler:
             async def run(connection: Connection) -> None:
-                await SMTPSession(connection, mode, services).run()
+                await SMTPSession(connection, mode, smtp).run()
             return run
 
-        table = [
-            ("smtp", listen.smtp, Mode.MX, None),
-            ("submission", listen.submission, Mode.SUBMISSION, None),
-            ("submissions", listen.submissions, Mode.SUBMISSION, tls_context),
-        ]
-        return [
-            ListenerSpec(name, tuple(parse_host_port(a, f"listen.{name}") for a in addresses),
-                         handler(mode), implicit, SMTP_BUSY, timeout)
-            for name, addresses, mode, implicit in table if addresses
-        ]
+        async def pop3_session(connection: Connection) -> None:
+            await POP3Session(connection, pop3).run()
 
-    def _pop3_specs(self, services: POP3Services,
-                    tls_context: ssl.SSLContext) -> list[ListenerSpec]:
-        listen = self.config.listen
+        async def imap_session(connection: Connection) -> None:
+            await IMAPSession(connection, imap).run()
+
+        table: list[tuple[str, tuple[str, ...], ssl.SSLContext | None, Handler, bytes]] = [
+            ("smtp", listen.smtp, None, smtp_session(Mode.MX), SMTP_BUSY),
+            ("submission", listen.submission, None, smtp_session(Mode.SUBMISSION), SMTP_BUSY),
+            ("submissions", listen.submissions, tls_context, smtp_session(Mode.SUBMISSION),
+             SMTP_BUSY),
+            ("pop3", listen.pop3, None, pop3_session, POP3_BUSY),
+            ("pop3s", listen.pop3s, tls_context, pop3_session, POP3_BUSY),
+            ("imap", listen.imap, None, imap_session, IMAP_BUSY),
+            ("imaps", listen.imaps, tls_context, imap_session, IMAP_BUSY),
+        ]
         timeout = self.config.limits.tls_handshake_timeout
-
-        async def run(connection: Connection) -> None:
-            await POP3Session(connection, services).run()
-
-        table = [("pop3", listen.pop3, None), ("pop3s", listen.pop3s, tls_context)]
         return [
             ListenerSpec(name, tuple(parse_host_port(a, f"listen.{name}") for a in addresses),
-                         run, implicit, POP3_BUSY, timeout)
-            for name, addresses, implicit in table if addresses
+                         handler, implicit, busy, timeout)
+            for name, addresses, implicit, handler, busy in table if addresses
         ]
 
     def port(self, name: str) -> int:

@@ -76,11 +76,15 @@ class Subscription:
         self._wakeup.clear()
         return changes, overflowed
 
-    async def wait(self) -> tuple[list[Change], bool]:
-        """Wait until something is queued, then :meth:`take` it."""
+    async def wait_ready(self) -> None:
+        """Wait until something is queued, without taking it."""
         while not self.ready:
             self._wakeup.clear()
             await self._wakeup.wait()
+
+    async def wait(self) -> tuple[list[Change], bool]:
+        """Wait until something is queued, then :meth:`take` it."""
+        await self.wait_ready()
         return self.take()
 
     def close(self) -> None:

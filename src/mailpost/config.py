@@ -135,6 +135,27 @@ class POP3Config:
     idle_timeout: float = POP3_MIN_IDLE_TIMEOUT
 
 
+IMAP_MIN_IDLE_TIMEOUT = 1800.0  # RFC 9051 §5.4: an autologout timer of at least 30 minutes
+
+
+@dataclass(frozen=True, slots=True)
+class IMAPConfig:
+    """IMAP policy and bounds."""
+
+    # RFC 9051 §11.7, RFC 8314 §4.1: LOGINDISABLED before TLS unless this is set.
+    allow_insecure_auth: bool = False
+    idle_timeout: float = IMAP_MIN_IDLE_TIMEOUT
+    # Before login the RFC lets us be much stricter (catalogue D1).
+    preauth_timeout: float = 60.0
+    # A client that stops reading our output is cut after this long (catalogue I10).
+    write_timeout: float = 120.0
+    # Command line and whole-command bounds after login (catalogue I5; Dovecot's 64 KiB).
+    max_line_length: int = 65536
+    max_command_size: int = 1_048_576
+    # APPENDLIMIT (RFC 7889); 0 means limits.max_message_size.
+    append_limit: int = 0
+
+
 DEFAULT_HOSTNAME = "mail.example.test"
 DEFAULT_DATA_DIR = "var"
 
@@ -148,7 +169,13 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     pop3: POP3Config = field(default_factory=POP3Config)
+    imap: IMAPConfig = field(default_factory=IMAPConfig)
     source: Path | None = None
+
+    @property
+    def append_limit(self) -> int:
+        """The largest message APPEND accepts (RFC 7889 APPENDLIMIT)."""
+        return self.imap.append_limit or self.limits.max_message_size
 
     @property
     def database_path(self) -> Path:
@@ -179,7 +206,7 @@ DEVELOPMENT_LISTEN = ListenConfig(
 )
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_TOP_LEVEL_KEYS = ("hostname", "data_dir", "listen", "tls", "limits", "log", "pop3")
+_TOP_LEVEL_KEYS = ("hostname", "data_dir", "listen", "tls", "limits", "log", "pop3", "imap")
 # Limits where 0 is meaningful: "derive from max_message_size" and "no delay".
 _ZERO_ALLOWED = frozenset({"min_free_disk", "auth_fail_delay"})
 
@@ -309,6 +336,31 @@ def _build_pop3(table: Mapping[str, Any]) -> POP3Config:
     return POP3Config(**values)
 
 
+def _build_imap(table: Mapping[str, Any]) -> IMAPConfig:
+    defaults = IMAPConfig()
+    names = frozenset(f.name for f in dataclasses.fields(IMAPConfig))
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise _unknown_key(f"imap.{key}", names)
+        values[key] = _check_type(f"imap.{key}", value, type(getattr(defaults, key)))
+    config = IMAPConfig(**values)
+    if not math.isfinite(config.idle_timeout) or config.idle_timeout < IMAP_MIN_IDLE_TIMEOUT:
+        raise ConfigError(f"imap.idle_timeout: must be at least {IMAP_MIN_IDLE_TIMEOUT:g} "
+                          f"seconds (RFC 9051 §5.4), got {config.idle_timeout}")
+    for name in ("preauth_timeout", "write_timeout"):
+        value = getattr(config, name)
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"imap.{name}: must be a positive number of seconds")
+    if config.max_line_length < 8192:
+        raise ConfigError("imap.max_line_length: must be at least 8192 (RFC 2683 §3.2.1.5)")
+    if config.max_command_size < config.max_line_length:
+        raise ConfigError("imap.max_command_size: must be at least imap.max_line_length")
+    if config.append_limit < 0:
+        raise ConfigError("imap.append_limit: must be 0 (= limits.max_message_size) or more")
+    return config
+
+
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
@@ -345,6 +397,7 @@ def from_mapping(data: Mapping[str, Any], base: Path = Path("."),
         limits=_build_limits(_table(data, "limits")),
         log=_build_log(_table(data, "log")),
         pop3=_build_pop3(_table(data, "pop3")),
+        imap=_build_imap(_table(data, "imap")),
         source=source,
     )
 

@@ -30,7 +30,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def make_config(data_dir: Path, **limits: Any) -> Config:
-    protocols = ("smtp", "submission", "submissions", "pop3", "pop3s")
+    protocols = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
     listen = ListenConfig(**{name: (LOOPBACK,) for name in protocols})
     base = config_mod.from_mapping({"hostname": "mail.example.test"})
     defaults: dict[str, Any] = {"auth_fail_delay": 0.01, "auth_fail_delay_max": 0.05}

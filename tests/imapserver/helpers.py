@@ -1,0 +1,105 @@
+"""A byte-exact IMAP client for the server tests, literal-aware, over implicit TLS.
+
+``command("SELECT INBOX")`` sends one tagged command and returns ``(untagged, tagged)``: the
+untagged response lines (each with any literals inlined, as bytes) and the tagged completion.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+
+from tests.e2e.harness import PASSWORD, ServerThread, client_tls_context
+
+_LITERAL = re.compile(rb"\{(\d+)\+?\}$")
+
+
+class RawIMAP:
+    def __init__(self, server: ServerThread, tls: bool = True, timeout: float = 10) -> None:
+        port = server.port("imaps" if tls else "imap")
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls:
+            sock = client_tls_context().wrap_socket(sock)
+        self.sock: socket.socket = sock
+        self.buffer = b""
+        self.counter = 0
+        self.greeting = self.read_response()
+
+    # -- raw I/O ------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        self.buffer += chunk
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            self._fill()
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def _exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._fill()
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def read_response(self) -> bytes:
+        """One whole response line, literals inlined (``{n}\\r\\n`` + n octets kept)."""
+        line = self._line()
+        out = line
+        while (match := _LITERAL.search(line)) is not None:
+            out += b"\r\n" + self._exactly(int(match.group(1)))
+            line = self._line()
+            out += line
+        return out
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def next_tag(self) -> str:
+        self.counter += 1
+        return f"t{self.counter}"
+
+    def command(self, text: str | bytes) -> tuple[list[bytes], bytes]:
+        tag = self.next_tag()
+        raw = text.encode() if isinstance(text, str) else text
+        self.send(tag.encode() + b" " + raw + b"\r\n")
+        return self.until_tagged(tag)
+
+    def until_tagged(self, tag: str) -> tuple[list[bytes], bytes]:
+        untagged: list[bytes] = []
+        while True:
+            line = self.read_response()
+            if line.startswith(tag.encode() + b" "):
+                return untagged, line
+            untagged.append(line)
+
+    def ok(self, text: str | bytes) -> list[bytes]:
+        untagged, tagged = self.command(text)
+        assert b" OK" in tagged.split(b"[")[0] + b" ", (text, tagged)
+        return untagged
+
+    def login(self, user: str = "alice@example.test", password: str = PASSWORD) -> None:
+        self.ok(f'LOGIN "{user}" "{password}"')
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def untagged_with(lines: list[bytes], needle: bytes) -> Iterator[bytes]:
+    return (line for line in lines if needle in line)
+
+
+def deliver(server: ServerThread, rcpt: str, message: bytes, sender: str = "c@remote.test") -> None:
+    """Deliver through the real SMTP MX listener."""
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=10) as client:
+        client.sendmail(sender, [rcpt], message)
