@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from mailpost.imap import handlers
 from mailpost.store.errors import StoreUnavailable
 from mailpost.store.types import MessageMeta
 from tests.e2e.harness import PASSWORD, ServerThread, client_tls_context
@@ -105,6 +104,7 @@ def test_imaplib_append_with_flags_and_date_is_stored_byte_exact(server: ServerT
 def test_octets_are_stored_as_received_without_crlf_rewriting(client: RawIMAP,
                                                               server: ServerThread) -> None:
     odd = b"Subject: x\nX-8bit: caf\xc3\xa9\r\n\r\nbare LF\nbare CR\rend"
+    client.ok("ENABLE UTF8=ACCEPT")  # 8-bit header fields need it (RFC 6855 §4)
     assert append(client, "INBOX", odd).startswith(b"OK ")
     assert server.inbox(ALICE) == [odd]
 
@@ -291,6 +291,7 @@ def test_utf8_data_item_is_stored_exactly(client: RawIMAP, server: ServerThread)
 
 def test_multiappend_mixing_utf8_and_plain_messages(client: RawIMAP, server: ServerThread) -> None:
     plain = b"Subject: plain\r\n\r\nx"
+    client.ok("ENABLE UTF8=ACCEPT")
     client.send(b"u1 APPEND INBOX UTF8 (~{%d+}\r\n" % len(UTF8_MESSAGE) + UTF8_MESSAGE
                 + b") (\\Seen) {%d+}\r\n" % len(plain) + plain + b"\r\n")
     _, tagged = client.until_tagged("u1")
@@ -298,14 +299,6 @@ def test_multiappend_mixing_utf8_and_plain_messages(client: RawIMAP, server: Ser
     assert server.inbox(ALICE) == [UTF8_MESSAGE, plain]
 
 
-@pytest.fixture
-def utf8_accept_offered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Advertise UTF8=ACCEPT as the lead will once every family supports it."""
-    monkeypatch.setattr(handlers, "POST_LOGIN_CAPABILITIES",
-                        [*handlers.POST_LOGIN_CAPABILITIES, "UTF8=ACCEPT"])
-
-
-@pytest.mark.usefixtures("utf8_accept_offered")
 def test_eight_bit_header_without_enable_is_refused(client: RawIMAP, server: ServerThread) -> None:
     # RFC 6855 §4: a server offering UTF8=ACCEPT MUST say NO to 8-bit header fields from a
     # client that did not enable it; the same octets in the body are fine.
@@ -316,7 +309,6 @@ def test_eight_bit_header_without_enable_is_refused(client: RawIMAP, server: Ser
     assert server.inbox(ALICE) == [body_only]
 
 
-@pytest.mark.usefixtures("utf8_accept_offered")
 def test_eight_bit_header_after_enable_is_accepted(client: RawIMAP, server: ServerThread) -> None:
     client.ok("ENABLE UTF8=ACCEPT")
     assert append(client, "INBOX", UTF8_MESSAGE).startswith(b"OK ")

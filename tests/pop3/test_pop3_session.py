@@ -22,6 +22,7 @@ from mailpost.auth.ratelimit import AuthThrottle
 from mailpost.bus import LocalBus
 from mailpost.config import Config, LimitsConfig
 from mailpost.net.listener import AccountSessionLimiter, ConnectionLost
+from mailpost.pop3 import session as pop3_session
 from mailpost.pop3.locks import MaildropLocks
 from mailpost.pop3.maildrop import Maildrop
 from mailpost.pop3.session import POP3Services, POP3Session
@@ -181,6 +182,9 @@ async def test_body_store_trouble_is_sys_temp_and_the_session_goes_on(setup: Set
         def open(self, ref: object) -> None:
             raise StoreUnavailable("disk on fire")
 
+        async def read(self, ref: object) -> bytes:
+            raise StoreUnavailable("disk on fire")
+
     flaky = FlakyStore(setup.store, set())
     flaky.blobs = BrokenBlobs()  # type: ignore[attr-defined]
     session, connection = setup.session([LOGIN + b"RETR 1\r\nNOOP\r\nQUIT\r\n"], store=flaky)
@@ -189,7 +193,9 @@ async def test_body_store_trouble_is_sys_temp_and_the_session_goes_on(setup: Set
                                        b"+OK"]
 
 
-async def test_unreadable_body_mid_stream_drops_the_connection(setup: Setup) -> None:
+async def test_unreadable_body_mid_stream_drops_the_connection(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pop3_session, "WHOLE_MESSAGE_MAX", 0)  # force the streaming path
     await setup.deliver()
 
     class FailingFile:

@@ -61,6 +61,11 @@ from mailpost.store.types import Account, FlagMode, MessageMeta
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
+# Messages up to this size are read in one store call and queued whole with their status
+# line and terminator, so a pipelined RETR batch leaves in few TLS records; larger ones stream.
+WHOLE_MESSAGE_MAX = 256 * 1024
+# Queued output is handed to the connection once it exceeds this (bounded memory).
+OUTPUT_HIGH_WATER = 256 * 1024
 
 TOO_MANY_FAILURES = err("too many failures, try again later", "AUTH", close=True)
 INVALID_CREDENTIALS = err("invalid user name or password", "AUTH")
@@ -105,18 +110,23 @@ class POP3Session:
         self.account: Account | None = None  # set while the lock and the slot are held
         self.maildrop: Maildrop | None = None
         self.closing = False
+        self.output = bytearray()
+        # RETR'd messages whose \Seen is not yet stored: written in one transaction per
+        # pipelined batch instead of one per message.
+        self.pending_seen: list[MessageMeta] = []
 
     # -- the I/O loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
         hostname = self.services.config.hostname
         # No "<timestamp>" in the banner: APOP is not offered (see replies.APOP_UNSUPPORTED).
-        self.connection.write(self.proto.greeting(ok(f"{hostname} POP3 server ready")))
+        self.output += self.proto.greeting(ok(f"{hostname} POP3 server ready"))
         try:
             while not self.closing:
                 event = self.proto.next_event()
                 if event is NEED_DATA:
-                    await self.connection.flush(self.timeout)
+                    await self.store_seen()
+                    await self.flush()
                     self.proto.receive_data(await self.connection.read(self.timeout))
                     continue
                 # PAUSED cannot come here: every event is answered before the next is asked for.
@@ -124,14 +134,22 @@ class POP3Session:
                 reply = await self.handle(event)
                 if reply is not None:
                     await self.send(reply)
-            await self.connection.flush(self.timeout)
+            await self.flush()
         finally:
+            await self.store_seen()
             self.release()
 
     async def send(self, reply: Reply | Continuation) -> None:
-        self.connection.write(self.proto.send(reply))
+        self.output += self.proto.send(reply)
         if isinstance(reply, Reply) and reply.close:
             self.closing = True
+
+    async def flush(self) -> None:
+        """Hand the queued output to the connection and wait for the peer to take it."""
+        if self.output:
+            self.connection.write(bytes(self.output))
+            self.output.clear()
+        await self.connection.flush(self.timeout)
 
     def release(self) -> None:
         """Give back the maildrop lock and the account's session slot (idempotent)."""
@@ -214,7 +232,7 @@ class POP3Session:
         if self.proto.discarded_plaintext:
             log.warning("pop3 %s: discarded plaintext pipelined after STLS",
                         self.connection.remote_ip)
-        await self.connection.flush(self.timeout)
+        await self.flush()
         limits = self.services.config.limits
         await self.connection.start_tls(context, limits.tls_handshake_timeout)
         self.proto.tls_started()
@@ -282,50 +300,69 @@ class POP3Session:
     # -- RETR and TOP -----------------------------------------------------------------------
 
     async def send_message(self, drop: Maildrop, msg: int, lines: int | None) -> Reply | None:
-        """Stream message ``msg`` (whole, or TOP's ``lines``); None once it has been sent."""
+        """Send message ``msg`` (whole, or TOP's ``lines``); None once it has been sent."""
         meta = drop.get(msg)
         if meta is None:
             return replies.NO_SUCH_MESSAGE
         try:
-            body = await asyncio.to_thread(self.store.blobs.open, meta.blob_id)
+            if meta.size <= WHOLE_MESSAGE_MAX:
+                await self.send_whole(meta)
+            else:
+                await self.send_streamed(meta)
         except NotFound:
             return MESSAGE_GONE  # expunged by another session, and its body deleted
         except StoreError:
             return STORE_UNAVAILABLE
+        if lines is None and not drop.is_seen(meta):
+            drop.mark_seen(meta)
+            self.pending_seen.append(meta)
+        return None
+
+    async def send_whole(self, meta: MessageMeta) -> None:
+        body = await self.store.blobs.read(meta.blob_id)  # raises before anything is sent
+        await self.send(Reply(True, f"{meta.size} octets", streamed=True))
+        self.output += self.proto.send_body(body)
+        self.output += self.proto.end_body()
+        if len(self.output) >= OUTPUT_HIGH_WATER:
+            await self.flush()
+
+    async def send_streamed(self, meta: MessageMeta) -> None:
+        body = await asyncio.to_thread(self.store.blobs.open, meta.blob_id)
         try:
             await self.send(Reply(True, f"{meta.size} octets", streamed=True))
+            await self.flush()
             await self.stream(body)
         finally:
             body.close()
-        if lines is None and not drop.is_seen(meta):
-            await self.mark_seen(drop, meta)
-        return None
 
     async def stream(self, body: BinaryIO) -> None:
-        proto, connection = self.proto, self.connection
+        proto = self.proto
         while not proto.body_complete:
             try:
                 chunk = await asyncio.to_thread(body.read, READ_CHUNK)
             except OSError as exc:
                 # The +OK is out, so no -ERR can follow: drop the connection (no UPDATE).
                 log.error("pop3 %s: reading a message body failed: %s",
-                          connection.remote_ip, exc)
+                          self.connection.remote_ip, exc)
                 raise ConnectionLost("message body unreadable") from exc
             if not chunk:
                 break
-            connection.write(proto.send_body(chunk))
-            await connection.flush(self.timeout)
-        connection.write(proto.end_body())
+            self.output += proto.send_body(chunk)
+            await self.flush()
+        self.output += proto.end_body()
 
-    async def mark_seen(self, drop: Maildrop, meta: MessageMeta) -> None:
-        """RETR reads the message: set ``\\Seen`` so IMAP clients show it as read."""
-        try:
-            await self.store.store_flags(drop.mailbox_id, [meta.uid], FlagMode.ADD,
-                                         frozenset({SEEN}))
-        except StoreError as exc:
-            log.warning("pop3: cannot set \\Seen on uid %d: %s", meta.uid, exc)
+    async def store_seen(self) -> None:
+        """RETR reads a message: set ``\\Seen`` so IMAP clients show it as read, for a whole
+        batch of RETRs in one transaction."""
+        drop, pending = self.maildrop, self.pending_seen
+        if not pending or drop is None:
             return
-        drop.mark_seen(meta)
+        self.pending_seen = []
+        try:
+            await self.store.store_flags(drop.mailbox_id, [meta.uid for meta in pending],
+                                         FlagMode.ADD, frozenset({SEEN}))
+        except StoreError as exc:
+            log.warning("pop3: cannot set \\Seen on %d messages: %s", len(pending), exc)
 
     # -- UPDATE -------------------------------------------------------------------------------
 
@@ -333,6 +370,7 @@ class POP3Session:
         """RFC 1939 §6: remove the marked messages in one transaction, then say goodbye."""
         drop = self.maildrop
         assert drop is not None
+        await self.store_seen()
         uids = drop.deleted_uids()
         try:
             if uids:

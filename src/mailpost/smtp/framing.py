@@ -49,10 +49,6 @@ _LF = 0x0A
 _DOT = 0x2E
 _CRLF = b"\r\n"
 
-# Where a region of ordinary lines stops: a line ending followed by a lone-dot line
-# (or by a dot at the end of the buffer), or a CR at the end of the buffer (CRLF or bare?).
-_REGION_STOP = re.compile(rb"[\r\n]\.(?:[\r\n]|\Z)|\r\Z")
-_BARE_EOL = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _ANY_EOL = re.compile(rb"\r\n|\r|\n")
 _END_OF_DATA = b"\r\n.\r\n"
 
@@ -121,12 +117,25 @@ class DotDecoder:
 
     @staticmethod
     def _region_end(buf: bytes | bytearray, pos: int) -> int:
-        match = _REGION_STOP.search(buf, pos)
-        if match is None:
-            return len(buf)
-        if buf[match.start()] == _CR and match.end() - match.start() == 1:
-            return match.start()  # hold back a final CR until its next byte is known
-        return match.start() + 1  # up to and including the line ending before the dot
+        """Where the region starting at ``pos`` stops: just after a line ending that is
+        followed by a lone-dot line (or by a dot at the end of the buffer), or before a CR
+        at the very end (CRLF or bare CR: the next byte decides). Plain ``find`` calls (in C)
+        rather than a regular expression that would try a match at every byte."""
+        size = len(buf)
+        best = size
+        for marker in (b"\n.", b"\r."):
+            start = pos
+            while (found := buf.find(marker, start, best)) >= 0:
+                after = found + 2
+                if after >= size or buf[after] in (_CR, _LF):
+                    best = found
+                    break
+                start = found + 1  # a stuffed dot ("..x" or ".x"): not a region stop
+        if best < size:
+            return best + 1  # up to and including the line ending before the dot
+        if size > pos and buf[size - 1] == _CR:
+            return size - 1  # hold back a final CR until its next byte is known
+        return size
 
     def _region(self, buf: bytes | bytearray, pos: int, stop: int) -> bytes:
         """Normalise and unstuff ``buf[pos:stop]``, which holds no lone-dot line."""
@@ -135,7 +144,7 @@ class DotDecoder:
         self._at_line_start = last in (_CR, _LF)
         if self._at_line_start:
             self._previous_bare = last == _CR or region[-2:] != _CRLF
-        if _BARE_EOL.search(region) is not None:
+        if _has_bare_line_ending(region):
             region = _ANY_EOL.sub(_CRLF, region)
         # Every line start inside the region but its first carries a stuffing dot.
         return region.replace(b"\r\n.", _CRLF)
@@ -154,6 +163,13 @@ class DotDecoder:
         # Keep a tail that may be the start of the end marker; the search starts over there.
         self._at_line_start = False
         return max(pos, len(buf) - (len(_END_OF_DATA) - 1)), False
+
+
+def _has_bare_line_ending(data: bytes) -> bool:
+    """True if some CR is not followed by LF, or some LF not preceded by CR (three C-level
+    counts: much cheaper than a regular expression with look-around on clean input)."""
+    carriage_returns = data.count(b"\r")
+    return carriage_returns != data.count(b"\n") or carriage_returns != data.count(_CRLF)
 
 
 def _line_ending(buf: bytes | bytearray, pos: int) -> tuple[int, bool]:
@@ -183,7 +199,7 @@ class CrlfNormaliser:
         if data.endswith(b"\r") and not final:
             data = data[:-1]
             self._pending_cr = True
-        if _BARE_EOL.search(data) is None:
+        if not _has_bare_line_ending(data):
             return data
         return _ANY_EOL.sub(_CRLF, data)
 

@@ -93,18 +93,19 @@ class SMTPSession:
         self.message_id = ""
         self.sasl: SASLMechanism | None = None
         self.closing = False
+        self.output = bytearray()
 
     # -- the I/O loop ---------------------------------------------------------------------
 
     async def run(self) -> None:
         banner = _reply(220, None, f"{self.hostname} ESMTP mailpost")
-        self.connection.write(self.proto.greeting(banner))
+        self.output += self.proto.greeting(banner)
         timeout = self.services.config.limits.smtp_timeout
         try:
             while not self.closing:
                 event = self.proto.next_event()
                 if event is NEED_DATA:
-                    await self.connection.flush(timeout)
+                    await self.flush(timeout)
                     self.proto.receive_data(await self.connection.read(timeout))
                     continue
                 if event is PAUSED:  # pragma: no cover - we always answer before asking again
@@ -112,14 +113,22 @@ class SMTPSession:
                 reply = await self.handle(event)
                 if reply is not None:
                     await self.send(reply)
-            await self.connection.flush(timeout)
+            await self.flush(timeout)
         finally:
             self.discard_message()
 
     async def send(self, reply: Reply) -> None:
-        self.connection.write(self.proto.send(reply))
+        # Replies are batched until the machine needs input: a pipelined group gets its
+        # replies in one write (RFC 2920 §3.1), and there is one system call, not one each.
+        self.output += self.proto.send(reply)
         if reply.close:
             self.closing = True
+
+    async def flush(self, timeout: float) -> None:
+        if self.output:
+            self.connection.write(bytes(self.output))
+            self.output.clear()
+        await self.connection.flush(timeout)
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -201,7 +210,7 @@ class SMTPSession:
         if self.proto.discarded_plaintext:
             log.warning("smtp %s: discarded plaintext pipelined after STARTTLS",
                         self.connection.remote_ip)
-        await self.connection.flush(self.services.config.limits.smtp_timeout)
+        await self.flush(self.services.config.limits.smtp_timeout)
         await self.connection.start_tls(context, self.services.config.limits.tls_handshake_timeout)
         self.proto.tls_started()
         # RFC 3207 §4.2: forget everything learnt before the handshake.

@@ -1,8 +1,9 @@
 """Persistent state: the store interface, its value types and errors, and how to open it.
 
 Protocol code imports from here: :func:`open_store` returns the embedded
-:class:`~mailpost.store.sqlite.SQLiteStore` (SQLite metadata plus one file per body under
-``data_dir``) behind the :class:`~mailpost.store.interface.MailStore` interface.
+:class:`~mailpost.store.sqlite.SQLiteStore` (SQLite metadata and small bodies in one database,
+larger bodies one file each, all under ``data_dir``) behind the
+:class:`~mailpost.store.interface.MailStore` interface.
 """
 
 from __future__ import annotations

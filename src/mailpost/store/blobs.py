@@ -9,11 +9,16 @@ under the data directory is::
     tmp/<id>                 a body being received (never referenced by the database)
     messages/<2 hex>/<id>    a finished, durable body
 
-``<id>`` is 32 random hex digits (:func:`secrets.token_hex`), never derived from anything a
+``<id>`` is 32 random hex digits (from :func:`os.urandom`), never derived from anything a
 client sent, so no client string ever becomes part of a path and nobody can guess or collide
 with another body's name. ``<2 hex>`` is the first two digits, which spreads bodies over 256
 directories created once at start-up (so a new body never creates a directory that would itself
 need an fsync of its parent).
+
+Small bodies may instead live inside the database (:mod:`mailpost.store.sqlite.bodies`). Their
+ids are the same random digits behind the prefix :data:`INLINE_PREFIX`, a character no file id
+has, so every reader knows from the id alone where a body lives, and an inline id can never name
+a file here (:meth:`FileBlobStore.path_of` refuses it).
 
 Writing a body (:class:`FileBlobWriter`) follows the spool protocol of the reference MTAs
 (RFC 5321 §6.1: after "250 OK" the message must not be lost):
@@ -53,7 +58,8 @@ import enum
 import fcntl
 import os
 import re
-import secrets
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -67,24 +73,86 @@ SPILL_THRESHOLD = 64 * 1024
 
 LOCK_NAME = "store.lock"
 
-_BLOB_ID = re.compile(r"[0-9a-f]{32}")
+# First character of the id of a body stored inside the database; never a hex digit.
+INLINE_PREFIX = "i"
+
+# How long a free-space figure is reused: statvfs on every MAIL FROM is a system call on the
+# event loop thread, and free space does not change meaningfully within a second.
+FREE_SPACE_TTL = 1.0
+
+_FILE_ID = re.compile(r"[0-9a-f]{32}")
+_INLINE_ID = re.compile(INLINE_PREFIX + r"[0-9a-f]{32}")
 _FANOUT = tuple(f"{i:02x}" for i in range(256))
 
 
+class _RandomBytes:
+    """Bytes from :func:`os.urandom`, fetched a block at a time.
+
+    Every ``os.urandom`` call releases the interpreter lock around the system call, and the
+    event loop thread then queues behind whichever store thread took it meanwhile; one call per
+    :data:`_BLOCK` bytes instead of one per id keeps that off the per-message path. The bytes
+    are the same kernel randomness, each handed out once; a forked child starts afresh, so it
+    never repeats its parent's ids.
+    """
+
+    _BLOCK = 4096
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self, count: int) -> bytes:
+        with self._lock:
+            if self._offset + count > len(self._buffer):
+                self._buffer, self._offset = os.urandom(max(self._BLOCK, count)), 0
+            chunk = self._buffer[self._offset:self._offset + count]
+            self._offset += count
+            return chunk
+
+
+_RANDOM = _RandomBytes()
+os.register_at_fork(after_in_child=_RANDOM._reset)
+
+
 def new_blob_id() -> str:
-    """A fresh random body id (128 bits, so collisions are not a practical concern)."""
-    return secrets.token_hex(16)
+    """A fresh random file body id (128 bits, so collisions are not a practical concern)."""
+    return _RANDOM.take(16).hex()
+
+
+def new_inline_blob_id() -> str:
+    """A fresh random id for a body stored in the database."""
+    return INLINE_PREFIX + _RANDOM.take(16).hex()
+
+
+def is_file_blob_id(text: str) -> bool:
+    return _FILE_ID.fullmatch(text) is not None
+
+
+def is_inline_blob_id(text: str) -> bool:
+    return _INLINE_ID.fullmatch(text) is not None
 
 
 def is_blob_id(text: str) -> bool:
-    return _BLOB_ID.fullmatch(text) is not None
+    """True for the id of either kind of body."""
+    return is_file_blob_id(text) or is_inline_blob_id(text)
 
 
-def _blob_id_of(ref: BlobRef | str) -> str:
+def blob_id_of(ref: BlobRef | str) -> str:
     """The id of ``ref``, refusing anything that is not one of our ids (no path tricks)."""
     blob_id = ref.id if isinstance(ref, BlobRef) else ref
     if not is_blob_id(blob_id):
         raise NotFound(f"no such body: {blob_id!r}")
+    return blob_id
+
+
+def _file_blob_id_of(ref: BlobRef | str) -> str:
+    blob_id = ref.id if isinstance(ref, BlobRef) else ref
+    if not is_file_blob_id(blob_id):
+        raise NotFound(f"no such body file: {blob_id!r}")
     return blob_id
 
 
@@ -116,6 +184,8 @@ class FileBlobStore:
         # the event loop thread and read by the sweep thread (set operations are atomic).
         self._guard: set[str] | None = None
         self._lock_fd: int | None = None
+        # (bytes free, monotonic time it was measured); replaced whole, so no lock is needed.
+        self._free_space: tuple[int, float] | None = None
 
     # -- start-up (blocking; called from a worker thread before the store opens) -------------
 
@@ -183,13 +253,19 @@ class FileBlobStore:
             raise StoreUnavailable(f"cannot open body: {exc}") from exc
 
     def free_space(self) -> int:
+        now = time.monotonic()
+        cached = self._free_space
+        if cached is not None and 0 <= now - cached[1] < FREE_SPACE_TTL:
+            return cached[0]
         stats = os.statvfs(self._messages)
-        return stats.f_bavail * stats.f_frsize
+        free = stats.f_bavail * stats.f_frsize
+        self._free_space = (free, now)
+        return free
 
     # -- used by the database writer and the sweep ----------------------------------------
 
     def path_of(self, ref: BlobRef | str) -> Path:
-        blob_id = _blob_id_of(ref)
+        blob_id = _file_blob_id_of(ref)
         return self._messages / blob_id[:2] / blob_id
 
     def tmp_path_of(self, blob_id: str) -> Path:
@@ -216,7 +292,7 @@ class FileBlobStore:
                 entries = os.listdir(self._messages / name)
             except FileNotFoundError:
                 continue
-            yield [entry for entry in entries if is_blob_id(entry)]
+            yield [entry for entry in entries if is_file_blob_id(entry)]
 
     def begin_guard(self) -> None:
         self._guard = set()

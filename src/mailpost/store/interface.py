@@ -12,9 +12,11 @@ Rules every implementation keeps (see docs/architecture.md):
   (commit-then-broadcast), so a session woken by the bus always finds the change in the store.
 * UIDVALIDITY never changes for an existing mailbox; UIDs are never reused; UIDNEXT only grows,
   and its advance is committed in the same transaction that makes the message visible.
-* A body is durable (file fsynced, renamed into place, directory fsynced) before any row
-  references it. Bodies are immutable and shared by copies; a body is removed once no message or
-  queue entry references it.
+* A body is durable no later than the commit of the first row that references it: a large
+  body is a file (fsynced, renamed into place, directory fsynced) before the row is written;
+  a small one (64 KiB or less) is written into the database in that same transaction, so it
+  shares the group commit's fsync. Bodies are immutable and shared by copies; a body is
+  removed once no message or queue entry references it.
 * Mailbox names are data, never paths.
 """
 
@@ -51,7 +53,9 @@ class BlobWriter(Protocol):
         """Bytes written so far."""
 
     async def finish(self) -> BlobRef:
-        """Flush, fsync, rename into place and fsync the directory; then return the ref.
+        """Complete the body and return its ref. A large body is made durable here (fsync,
+        rename, directory fsync); a small one becomes durable with the transaction that
+        first references it (``deliver``/``append``).
 
         Raises:
             StoreUnavailable: on any I/O error (disk full, EIO); the partial file is removed.

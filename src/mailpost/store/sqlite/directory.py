@@ -146,10 +146,10 @@ def get_account_by_id(conn: sqlite3.Connection, account_id: int) -> Account | No
 
 
 def account_usage(conn: sqlite3.Connection, account_id: int) -> tuple[int, int]:
-    row = conn.execute(
-        "SELECT COALESCE(SUM(total_size), 0), COALESCE(SUM(message_count), 0)"
-        " FROM mailboxes WHERE account_id = ?", (account_id,)).fetchone()
-    return int(row[0]), int(row[1])
+    """One row read: the counters are kept by triggers (see :mod:`.schema`)."""
+    row = conn.execute("SELECT used_bytes, used_messages FROM accounts WHERE id = ?",
+                       (account_id,)).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 # -- aliases -------------------------------------------------------------------------------

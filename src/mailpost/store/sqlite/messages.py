@@ -20,8 +20,8 @@ pattern (RFC 9051 §2.3.1.1, RFC 7162 §3.1):
 UIDs given by callers are matched against existing messages; UIDs that do not exist are ignored,
 as IMAP UID commands ignore them (RFC 9051 §6.4.9).
 
-Quota (RFC 9208 resources STORAGE and MESSAGE) is checked against the per-mailbox counters the
-triggers maintain; an operation that would exceed it raises :class:`OverQuota` before changing
+Quota (RFC 9208 resources STORAGE and MESSAGE) is checked against the per-account counters the
+triggers maintain (see :mod:`.schema`); an operation that would exceed it raises :class:`OverQuota` before changing
 anything, and its savepoint is rolled back, so it changes nothing at all.
 """
 
@@ -73,11 +73,8 @@ def check_quota(conn: sqlite3.Connection, account_id: int, add_bytes: int,
                 add_messages: int) -> None:
     """Raise :class:`OverQuota` if adding this much would exceed the account's quota."""
     row = conn.execute(
-        "SELECT a.quota_bytes, a.quota_messages,"
-        "       COALESCE(SUM(m.total_size), 0) AS used_bytes,"
-        "       COALESCE(SUM(m.message_count), 0) AS used_messages"
-        "  FROM accounts a LEFT JOIN mailboxes m ON m.account_id = a.id"
-        " WHERE a.id = ? GROUP BY a.id", (account_id,)).fetchone()
+        "SELECT quota_bytes, quota_messages, used_bytes, used_messages FROM accounts"
+        " WHERE id = ?", (account_id,)).fetchone()
     if row is None:
         raise NotFound(f"no account with id {account_id}")
     if row["quota_bytes"] is not None and row["used_bytes"] + add_bytes > row["quota_bytes"]:

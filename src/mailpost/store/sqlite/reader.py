@@ -11,6 +11,11 @@ mailbox's counters and its change list, say) see one consistent snapshot.
 
 A read issued after a write's future resolved sees that write: the commit happened before the
 future was resolved, and a new read transaction starts from the latest commit.
+
+Blocking callers that already run on some other worker thread (a POP3 session streaming a body
+through :meth:`BlobStore.open <mailpost.store.interface.BlobStore.open>`) use :meth:`ReadPool.call`
+instead: it borrows an idle connection from a small free list for the duration of the call, so
+such threads need no connection of their own.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ class ReadPool:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        # Idle connections for :meth:`call` (a borrowed one is closed by its borrower if the
+        # pool closed meanwhile); guarded by ``_lock``.
+        self._spare: list[sqlite3.Connection] = []
+        self._closed = False
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one read transaction on a worker thread."""
@@ -48,16 +57,20 @@ class ReadPool:
             raise StoreUnavailable("the store is closed") from exc
         return await future
 
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Blocking: run ``fn`` in one read transaction on the calling (worker) thread."""
+        conn = self._borrow()
+        try:
+            return _in_transaction(conn, fn)
+        finally:
+            self._give_back(conn)
+
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             conn = self._connection()
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"database read failed: {exc}") from exc
+        return _in_transaction(conn, fn)
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -68,10 +81,43 @@ class ReadPool:
                 self._connections.append(conn)
         return conn
 
+    def _borrow(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailable("the store is closed")
+            if self._spare:
+                return self._spare.pop()
+        try:
+            return open_reader_connection(self._path)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"database read failed: {exc}") from exc
+
+    def _give_back(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            # A connection left inside a transaction (its COMMIT failed) is not reused.
+            if not self._closed and not conn.in_transaction:
+                self._spare.append(conn)
+                return
+        conn.close()
+
     def close(self) -> None:
-        """Blocking: wait for running reads, then close every connection."""
+        """Blocking: wait for running reads, then close every idle connection."""
         self._executor.shutdown(wait=True)
         with self._lock:
-            connections, self._connections = self._connections, []
+            self._closed = True
+            connections = self._connections + self._spare
+            self._connections, self._spare = [], []
         for conn in connections:
             conn.close()
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn`` inside one read transaction (one consistent snapshot)."""
+    try:
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"database read failed: {exc}") from exc

@@ -17,6 +17,9 @@ Tables, and the invariants they carry:
     different, higher value (RFC 9051 §2.3.1.1, note 3), even after the clock went backwards.
 ``domains``, ``accounts``, ``aliases``
     The directory. Names are stored lowercase; an alias row is one (address, target) pair.
+    ``accounts.used_bytes`` and ``used_messages`` (version 3) are the sums of the account's
+    mailbox counters, kept current by triggers on ``mailboxes``, so a quota check at each SMTP
+    RCPT reads one row however many messages and mailboxes the account has.
 ``mailboxes``
     ``uidnext`` and ``highest_modseq`` only grow. An empty mailbox is at modseq 1 and every
     message change takes ``highest_modseq + 1`` (RFC 7162 §3.1). ``message_count``,
@@ -32,6 +35,11 @@ Tables, and the invariants they carry:
     The outbound queue: one entry per accepted message, one row per remote recipient carrying
     its own status, attempts, next attempt and last error, so a later delivery run can retry
     recipients independently.
+``inline_bodies`` (version 2)
+    Small message bodies, stored in the transaction that first references them (see
+    :mod:`.bodies`). Their ids carry a prefix no file body id has. A rowid table, not
+    ``WITHOUT ROWID``: its rows are kilobytes, far too large for the clustered index of a
+    ``WITHOUT ROWID`` table.
 
 Row ids of accounts, mailboxes, messages and queue entries are ``AUTOINCREMENT``: never reused
 after a delete. Sessions hold mailbox ids (a future MAILBOXID, RFC 8474 §4, must not be reused
@@ -176,8 +184,44 @@ WHEN OLD.seen != NEW.seen BEGIN
 END;
 """
 
+_INLINE_BODIES_V2 = """
+CREATE TABLE inline_bodies (
+    id   TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
+"""
+
+# The account counters follow the mailbox counters (which follow the messages). When a mailbox
+# row is deleted its messages go by cascade after the row itself is gone, so their triggers
+# find no mailbox to update, and the mailbox's own delete trigger subtracts its full counters.
+_ACCOUNT_USAGE_V3 = """
+ALTER TABLE accounts ADD COLUMN used_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN used_messages INTEGER NOT NULL DEFAULT 0;
+
+UPDATE accounts
+   SET used_bytes = (SELECT COALESCE(SUM(total_size), 0) FROM mailboxes
+                      WHERE account_id = accounts.id),
+       used_messages = (SELECT COALESCE(SUM(message_count), 0) FROM mailboxes
+                         WHERE account_id = accounts.id);
+
+CREATE TRIGGER mailboxes_usage_update AFTER UPDATE OF message_count, total_size ON mailboxes
+WHEN OLD.message_count != NEW.message_count OR OLD.total_size != NEW.total_size BEGIN
+    UPDATE accounts
+       SET used_bytes = used_bytes + NEW.total_size - OLD.total_size,
+           used_messages = used_messages + NEW.message_count - OLD.message_count
+     WHERE id = NEW.account_id;
+END;
+
+CREATE TRIGGER mailboxes_usage_delete AFTER DELETE ON mailboxes BEGIN
+    UPDATE accounts
+       SET used_bytes = used_bytes - OLD.total_size,
+           used_messages = used_messages - OLD.message_count
+     WHERE id = OLD.account_id;
+END;
+"""
+
 # Append-only: MIGRATIONS[n] upgrades user_version n to n + 1. Never edit a released entry.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _INLINE_BODIES_V2, _ACCOUNT_USAGE_V3)
 
 _BUSY_TIMEOUT_MS = 10_000
 

@@ -8,7 +8,11 @@ Three kinds of threads do the blocking work; the event loop thread only awaits t
 * one **writer** thread (:mod:`.writer`) runs every mutating operation, many per transaction
   (group commit), and publishes the resulting bus events on the loop after each commit;
 * a small **read** pool (:mod:`.reader`), one read-only connection per thread;
-* a **body I/O** pool (:mod:`mailpost.store.blobs`) that writes, fsyncs and reads bodies.
+* a **body I/O** pool (:mod:`mailpost.store.blobs`) that writes, fsyncs and reads body files.
+
+Bodies (:attr:`SQLiteStore.blobs`, a :class:`~.bodies.BodyStore`) come in two kinds: small ones
+are stored inside the database, in the transaction that first references them, and larger ones
+as files (see :mod:`.bodies`).
 
 Each public method is therefore a thin adapter: normalise nothing, decide nothing, just hand a
 function from the table modules (:mod:`.directory`, :mod:`.mailboxes`, :mod:`.messages`,
@@ -18,11 +22,15 @@ Start-up (:meth:`SQLiteStore.open`) creates the directory layout, opens and migr
 database and, in the process that owns the data directory (see
 :meth:`~mailpost.store.blobs.FileBlobStore.prepare`: the command line tool may open the store
 while the server runs), removes ``tmp/`` leftovers and starts the **orphan sweep** in a
-background thread so that the servers can start at once. The sweep lists the stored bodies and, through the writer
-(so that its "is this referenced?" check and the unlink cannot interleave with a delivery),
-deletes every body that no message and no queue entry references: bodies that were made durable
-but whose transaction never committed because the process died in between. Bodies created
-after start-up are protected from it (see :mod:`mailpost.store.blobs`).
+background thread so that the servers can start at once. The sweep lists the stored body files
+and, through the writer (so that its "is this referenced?" check and the unlink cannot
+interleave with a delivery), deletes every body that no message and no queue entry references:
+bodies that were made durable but whose transaction never committed because the process died in
+between. Files created after start-up are protected from it (see :mod:`mailpost.store.blobs`).
+It then walks the ``inline_bodies`` table in key order, in short read transactions, and has
+the writer delete the rows nothing references (the process died between a release and the
+reaper's delete), checking again as it deletes. An inline row needs no guard: it is only ever
+inserted together with a row that references it.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,12 +47,18 @@ from functools import partial
 from pathlib import Path
 
 from mailpost.bus import ChangeBus
-from mailpost.store.blobs import FileBlobStore
+from mailpost.store.blobs import FileBlobStore, is_inline_blob_id
 from mailpost.store.errors import StoreError
 from mailpost.store.sqlite import delivery, directory, mailboxes, messages, queue
+from mailpost.store.sqlite.bodies import BodyStore
 from mailpost.store.sqlite.reader import ReadPool
 from mailpost.store.sqlite.rows import now_utc
-from mailpost.store.sqlite.writer import WriteContext, Writer, is_referenced
+from mailpost.store.sqlite.writer import (
+    DELETE_UNREFERENCED_INLINE,
+    WriteContext,
+    Writer,
+    is_referenced,
+)
 from mailpost.store.types import (
     Account,
     Alias,
@@ -65,12 +80,14 @@ DATABASE_NAME = "mailpost.db"
 # Body I/O is mostly waiting for fsync; more threads than cores lets concurrent deliveries
 # overlap their waits.
 BLOB_IO_THREADS = 16
+# Inline bodies the start-up sweep examines per read transaction.
+SWEEP_INLINE_CHUNK = 1000
 
 
 class SQLiteStore:
-    """SQLite metadata in WAL mode plus one file per message body."""
+    """SQLite metadata in WAL mode; small bodies in the database, larger ones in files."""
 
-    def __init__(self, blobs: FileBlobStore, blob_executor: ThreadPoolExecutor, writer: Writer,
+    def __init__(self, blobs: BodyStore, blob_executor: ThreadPoolExecutor, writer: Writer,
                  reads: ReadPool) -> None:
         self._blobs = blobs
         self._blob_executor = blob_executor
@@ -85,17 +102,20 @@ class SQLiteStore:
     @classmethod
     async def open(cls, data_dir: Path, bus: ChangeBus) -> SQLiteStore:
         executor = ThreadPoolExecutor(BLOB_IO_THREADS, thread_name_prefix="store-blob")
-        blobs = FileBlobStore(data_dir, executor)
+        files = FileBlobStore(data_dir, executor)
         path = data_dir / DATABASE_NAME
-        writer = Writer(path, blobs, bus.publish)
+        reads = ReadPool(path)
+        bodies = BodyStore(files, reads)
+        writer = Writer(path, bodies, bus.publish)
         try:
-            owner = await asyncio.to_thread(blobs.prepare)
+            owner = await asyncio.to_thread(files.prepare)
             await asyncio.to_thread(writer.open)
         except BaseException:
-            blobs.close()
+            files.close()
+            reads.close()
             executor.shutdown(wait=False)
             raise
-        store = cls(blobs, executor, writer, ReadPool(path))
+        store = cls(bodies, executor, writer, reads)
         if owner:
             store._start_sweep()
         else:  # another process owns the directory and sweeps it
@@ -103,7 +123,7 @@ class SQLiteStore:
         return store
 
     @property
-    def blobs(self) -> FileBlobStore:
+    def blobs(self) -> BodyStore:
         return self._blobs
 
     async def close(self) -> None:
@@ -116,12 +136,12 @@ class SQLiteStore:
         await self._writer.close()
         await asyncio.to_thread(self._reads.close)
         await asyncio.to_thread(self._blob_executor.shutdown, True)
-        self._blobs.close()
+        self._blobs.files.close()
 
     # -- orphan sweep --------------------------------------------------------------------------
 
     def _start_sweep(self) -> None:
-        self._blobs.begin_guard()
+        self._blobs.files.begin_guard()
         self._sweep_thread.start()
 
     async def sweep_finished(self) -> int:
@@ -131,25 +151,49 @@ class SQLiteStore:
     def _sweep(self) -> None:
         removed = 0
         try:
-            for stored in self._blobs.stored_ids():
-                if self._sweep_stop.is_set():
-                    break
-                candidates = [blob_id for blob_id in stored if not self._blobs.guarded(blob_id)]
-                if candidates:
-                    step = partial(_remove_unreferenced, blob_ids=candidates)
-                    removed += self._writer.run_threadsafe(step).result()
+            removed += self._sweep_files()
+            removed += self._sweep_inline()
         except (StoreError, OSError) as exc:  # the store closed underneath, or a disk error
             log.warning("orphan body sweep stopped: %s", exc)
         finally:
-            self._blobs.end_guard()
+            self._blobs.files.end_guard()
             self._sweep_result.set_result(removed)
+
+    def _sweep_files(self) -> int:
+        files = self._blobs.files
+        removed = 0
+        for stored in files.stored_ids():
+            if self._sweep_stop.is_set():
+                break
+            candidates = [blob_id for blob_id in stored if not files.guarded(blob_id)]
+            if candidates:
+                step = partial(_remove_unreferenced, blob_ids=candidates)
+                removed += self._writer.run_threadsafe(step).result()
+        return removed
+
+    def _sweep_inline(self) -> int:
+        """Find orphan candidates with reads (no writer time when there are none, the usual
+        case); the writer deletes them only after checking again."""
+        removed, after = 0, ""
+        while not self._sweep_stop.is_set():
+            scan = partial(_unreferenced_inline, after=after, limit=SWEEP_INLINE_CHUNK)
+            last, candidates = self._reads.call(scan)
+            if candidates:
+                step = partial(_remove_unreferenced_inline, blob_ids=candidates)
+                removed += self._writer.run_threadsafe(step).result()
+            if last is None:
+                break
+            after = last
+        return removed
 
     async def release_blob(self, blob: BlobRef) -> None:
         """Delete a finished body that will not be delivered after all (if nothing uses it).
 
-        Not part of the interface yet: without it, a body whose delivery failed stays on disk
-        until the next start-up sweep.
+        Not part of the interface yet: without it, a body whose delivery failed stays stored
+        until the next start-up sweep (a pending inline one until it expires).
         """
+        if is_inline_blob_id(blob.id):
+            self._blobs.drop_pending(blob.id)
         await self._writer.run(lambda ctx: ctx.release([blob.id]))
 
     # -- directory -----------------------------------------------------------------------------
@@ -295,6 +339,29 @@ def _remove_unreferenced(ctx: WriteContext, blob_ids: list[str]) -> int:
     removed = 0
     for blob_id in blob_ids:
         if not is_referenced(ctx.conn, blob_id):
-            ctx.blobs.unlink(blob_id)
+            ctx.bodies.files.unlink(blob_id)
             removed += 1
     return removed
+
+
+def _unreferenced_inline(conn: sqlite3.Connection, after: str,
+                         limit: int) -> tuple[str | None, list[str]]:
+    """Sweep scan, in a read transaction: of the next ``limit`` inline ids after ``after``, the
+    ones no row references; and the last id examined (None once the table is done).
+
+    Short key-ordered chunks keep each read transaction short, so the scan never holds back a
+    WAL checkpoint for long.
+    """
+    rows = conn.execute(
+        "SELECT id, NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = i.id)"
+        "       AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = i.id)"
+        "  FROM inline_bodies i WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
+    if not rows:
+        return None, []
+    return rows[-1][0], [row[0] for row in rows if row[1]]
+
+
+def _remove_unreferenced_inline(ctx: WriteContext, blob_ids: list[str]) -> int:
+    """Sweep step, on the writer thread: delete those of ``blob_ids`` still unreferenced."""
+    return sum(ctx.conn.execute(DELETE_UNREFERENCED_INLINE, (blob_id,) * 3).rowcount
+               for blob_id in blob_ids)
