@@ -25,6 +25,8 @@ machine) and percentiles by linear interpolation between closest ranks.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import atexit
 import contextlib
 import datetime as dt
@@ -40,9 +42,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -402,3 +406,37 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a load generator on uvloop when present: less client CPU on a shared machine."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def int_list(text: str, low: int = 1, high: int = 500) -> list[int]:
+    """Parse "1,10,50" (an argparse type); every value must lie in [low, high]."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values or any(value < low or value > high for value in values):
+        raise argparse.ArgumentTypeError(f"values must be {low}-{high}")
+    return values
+
+
+def git_describe() -> str | None:
+    """``git describe --always --dirty`` of the work tree the benchmark runs from."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
+                              text=True, check=False, timeout=10, cwd=BENCH_DIR)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
