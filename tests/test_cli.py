@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mailpost import cli, config
+from mailpost.auth.apop_key import KEY_FILE, APOPKey
 from mailpost.auth.passwords import verify_password
 from mailpost.bus import LocalBus
 from mailpost.config import Config
@@ -244,6 +246,84 @@ def test_alias_errors(run: Runner) -> None:
     assert "invalid address" in run.fails("alias", "add", "info@example.org", "nobody")
     assert "invalid domain" in run.fails("alias", "add", "@nodot", "x@elsewhere.example")
     assert "no alias sales@example.org" in run.fails("alias", "remove", "sales@example.org")
+
+
+# --- APOP secrets (RFC 1939 §7) ----------------------------------------------------------------
+
+
+def _set_apop(run: Runner, enabled: bool) -> None:
+    text = CONFIG_TEXT.format(data_dir=run.data_dir)
+    run.config_path.write_text(text + f"[pop3]\napop = {'true' if enabled else 'false'}\n")
+
+
+def _apop_secret(run: Runner, address: str) -> str | None:
+    """The account's APOP secret, opened with the data directory's key."""
+    async def lookup() -> bytes | None:
+        store = await open_store(run.data_dir, LocalBus())
+        try:
+            return await store.get_apop_secret(address)
+        finally:
+            await store.close()
+    sealed = asyncio.run(lookup())
+    if sealed is None:
+        return None
+    return APOPKey.for_data_dir(run.data_dir).open(address, sealed)
+
+
+def test_apop_off_stores_no_secret_and_no_key(run: Runner) -> None:
+    run.ok("domain", "add", "example.org")
+    assert run.ok("user", "add", "a@example.org", "--password", "pw") == (
+        "added user a@example.org (quota unlimited)\n")
+    assert _apop_secret(run, "a@example.org") is None
+    assert not (run.data_dir / KEY_FILE).exists()
+
+
+def test_apop_on_seals_the_password_with_a_private_key(run: Runner) -> None:
+    _set_apop(run, True)
+    run.ok("domain", "add", "example.org")
+    assert run.ok("user", "add", "a@example.org", "--password-stdin", stdin="s3cret\n") == (
+        "added user a@example.org (quota unlimited, APOP secret stored)\n")
+    key_file = run.data_dir / KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert _apop_secret(run, "a@example.org") == "s3cret"
+    account = run.account("a@example.org")
+    assert account is not None and verify_password(account.password_hash, "s3cret")
+
+    key_before = key_file.read_bytes()
+    assert run.ok("user", "passwd", "a@example.org", "--password", "n3w") == (
+        "changed the password of a@example.org and its APOP secret\n")
+    assert _apop_secret(run, "a@example.org") == "n3w"
+    assert key_file.read_bytes() == key_before  # one key for the life of the data directory
+
+
+def test_password_change_with_apop_off_clears_the_secret(run: Runner) -> None:
+    _set_apop(run, True)
+    run.ok("domain", "add", "example.org")
+    run.ok("user", "add", "a@example.org", "--password", "pw")
+    run.ok("user", "add", "b@example.org", "--password", "pw2")
+    _set_apop(run, False)
+    assert _apop_secret(run, "a@example.org") == "pw"  # turning APOP off changes nothing...
+    assert run.ok("user", "passwd", "a@example.org", "--password", "other") == (
+        "changed the password of a@example.org\n")
+    assert _apop_secret(run, "a@example.org") is None  # ...but a password change clears it
+    assert _apop_secret(run, "b@example.org") == "pw2"
+
+
+def test_an_unusable_apop_key_is_an_error(run: Runner) -> None:
+    _set_apop(run, True)
+    run.ok("domain", "add", "example.org")
+    (run.data_dir / KEY_FILE).write_bytes(b"short")
+    (run.data_dir / KEY_FILE).chmod(0o600)
+    err = run.fails("user", "add", "a@example.org", "--password", "pw")
+    assert "apop.key does not hold a 32-octet key" in err
+    assert run.account("a@example.org") is None
+
+
+def test_check_config_says_whether_apop_is_on(run: Runner) -> None:
+    assert "pop3 APOP:     off\n" in run.ok("check-config")
+    _set_apop(run, True)
+    assert "pop3 APOP:     on\n" in run.ok("check-config")
+    assert not run.data_dir.exists()  # checking creates no key either
 
 
 # --- configuration and check-config -----------------------------------------------------------

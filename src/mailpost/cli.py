@@ -13,6 +13,10 @@ configuration once (:func:`mailpost.config.load`: ``--config``, ``$MAILPOST_CONF
   operation from :mod:`mailpost.admin.ops` and closes the store again. SQLite in WAL mode lets
   this happen while the server runs in another process.
 
+``user add`` and ``user passwd`` follow ``[pop3] apop``: when it is on they also store the
+password sealed with the server key ``data_dir/apop.key`` (created on first use) as the
+account's APOP secret; when it is off ``user passwd`` clears any secret stored before.
+
 Input that can be checked without the store (password, quota) is checked before the store is
 opened. Every failure an operator can cause is printed to stderr as ``mailpost: error: ...`` and
 exits with status 1; the messages come from :class:`~mailpost.admin.ops.AdminError`,
@@ -31,6 +35,7 @@ from typing import TextIO, TypeAlias
 from mailpost import __version__
 from mailpost.admin import ops
 from mailpost.admin.ops import AdminError
+from mailpost.auth.apop_key import APOPKey, APOPKeyError
 from mailpost.bus import LocalBus
 from mailpost.config import Config, ConfigError, LimitsConfig, load
 from mailpost.store.errors import StoreError
@@ -96,6 +101,7 @@ def describe_config(config: Config) -> list[str]:
     changed = _changed_limits(config.limits)
     lines.append(f"limits:        {', '.join(changed) if changed else 'all defaults'}")
     lines.append(f"log level:     {config.log.level}")
+    lines.append(f"pop3 APOP:     {'on' if config.pop3.apop else 'off'}")
     return lines
 
 
@@ -115,6 +121,7 @@ def _with_store(action: StoreAction) -> Runner:
     def run(config: Config, args: argparse.Namespace) -> int:
         _prepare_input(args)
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        args.loaded_config = config
         asyncio.run(_run_on_store(config, action, args))
         return EXIT_OK
     return run
@@ -160,14 +167,24 @@ async def _domain_remove(store: MailStore, args: argparse.Namespace) -> None:
     print(f"removed domain {await ops.remove_domain(store, args.domain)}")
 
 
+def _apop_key(config: Config) -> APOPKey | None:
+    """The key that seals APOP secrets, when ``[pop3] apop`` is on (RFC 1939 §7)."""
+    return APOPKey.for_data_dir(config.data_dir) if config.pop3.apop else None
+
+
 async def _user_add(store: MailStore, args: argparse.Namespace) -> None:
-    account = await ops.add_user(store, args.address, args.password, args.quota_bytes)
-    print(f"added user {account.address} (quota {ops.format_size(account.quota_bytes)})")
+    apop_key = _apop_key(args.loaded_config)
+    account = await ops.add_user(store, args.address, args.password, args.quota_bytes,
+                                 apop_key=apop_key)
+    apop = ", APOP secret stored" if apop_key is not None else ""
+    print(f"added user {account.address} (quota {ops.format_size(account.quota_bytes)}{apop})")
 
 
 async def _user_passwd(store: MailStore, args: argparse.Namespace) -> None:
-    address = await ops.set_password(store, args.address, args.password)
-    print(f"changed the password of {address}")
+    apop_key = _apop_key(args.loaded_config)
+    address = await ops.set_password(store, args.address, args.password, apop_key=apop_key)
+    apop = " and its APOP secret" if apop_key is not None else ""
+    print(f"changed the password of {address}{apop}")
 
 
 async def _user_list(store: MailStore, args: argparse.Namespace) -> None:
@@ -320,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Runner = args.run
     try:
         return run(load(args.config), args)
-    except (AdminError, ConfigError) as exc:
+    except (AdminError, ConfigError, APOPKeyError) as exc:
         return _fail(str(exc))
     except StoreError as exc:
         return _fail(f"store: {exc or type(exc).__name__}")

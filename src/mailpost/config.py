@@ -133,6 +133,9 @@ class POP3Config:
     # RFC 2595 §2.3, RFC 8314 §4.1: no clear-text credentials before TLS unless this is set.
     allow_insecure_auth: bool = False
     idle_timeout: float = POP3_MIN_IDLE_TIMEOUT
+    # RFC 1939 §7 APOP: off by default, because its MD5 digest needs the password in a
+    # recoverable form on the server (encrypted with data_dir/apop.key, see auth.apop_key).
+    apop: bool = False
 
 
 IMAP_MIN_IDLE_TIMEOUT = 1800.0  # RFC 9051 §5.4: an autologout timer of at least 30 minutes

@@ -183,10 +183,10 @@ def test_insecure_auth_can_be_allowed() -> None:
     assert events(feed(proto, b"USER a\r\nPASS b\r\n")) == [ev.User("a"), ev.Pass("a", "b")]
 
 
-def test_apop_is_refused_even_under_tls() -> None:
+def test_apop_is_refused_when_off_even_under_tls() -> None:
     proto = POP3ServerProtocol(tls_active=True)
     [exchange] = feed(proto, b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n")
-    assert exchange.status.startswith("-ERR [AUTH] APOP is not supported")
+    assert exchange.status.startswith("-ERR [AUTH] APOP is not enabled")
     assert proto.state is State.AUTHORIZATION
 
 

@@ -12,6 +12,10 @@ every rule lives here once:
 2. **Hash passwords before they reach the store** (argon2id, :mod:`mailpost.auth.passwords`).
    Hashing is deliberately slow, so it runs in a worker thread and never stalls a running
    server's event loop.
+   With APOP enabled (``pop3.apop``), the caller passes the server's
+   :class:`~mailpost.auth.apop_key.APOPKey` and the password is also stored sealed with it, as
+   the account's APOP secret (RFC 1939 §7). Without a key, a password change clears any secret
+   stored before, so that no secret ever outlives the password it was made from.
 3. **Translate store errors into sentences an operator can act on.** The store raises
    ``NotFound``, ``AlreadyExists`` and ``InUse``; here they become an :class:`AdminError` that
    says what is wrong and, where there is one, the command that fixes it.
@@ -29,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
+from mailpost.auth.apop_key import APOPKey
 from mailpost.auth.passwords import hash_password
 from mailpost.store.errors import AlreadyExists, InUse, NotFound
 from mailpost.store.interface import MailStore
@@ -284,8 +289,10 @@ async def list_domains(store: MailStore) -> list[str]:
 
 
 async def add_user(store: MailStore, address: str, password: str,
-                   quota_bytes: int | None = None) -> Account:
-    """Create an account (with its default mailboxes) in an existing local domain."""
+                   quota_bytes: int | None = None, *,
+                   apop_key: APOPKey | None = None) -> Account:
+    """Create an account (with its default mailboxes) in an existing local domain; with
+    ``apop_key``, also store its APOP secret."""
     normalised = validate_address(address)
     validate_password(password)
     _check_quota(quota_bytes)
@@ -297,20 +304,30 @@ async def add_user(store: MailStore, address: str, password: str,
         raise AdminError(f"{normalised} is an alias; remove it first with: "
                          f"mailpost alias remove {normalised}")
     password_hash = await asyncio.to_thread(hash_password, password)
+    secret = _apop_secret(apop_key, normalised, password)
     with _store_errors(not_found=_not_local(domain), exists=f"user {normalised} exists already"):
-        return await store.add_account(normalised, password_hash, quota_bytes)
+        return await store.add_account(normalised, password_hash, quota_bytes,
+                                       apop_secret=secret)
 
 
-async def set_password(store: MailStore, address: str, password: str) -> str:
-    """Replace an account's password; returns the normalised address."""
+async def set_password(store: MailStore, address: str, password: str, *,
+                       apop_key: APOPKey | None = None) -> str:
+    """Replace an account's password and its APOP secret: sealed with ``apop_key``, or
+    cleared without one. Returns the normalised address."""
     normalised = validate_address(address)
     validate_password(password)
     if await store.get_account(normalised) is None:
         raise AdminError(_no_user(normalised))
     password_hash = await asyncio.to_thread(hash_password, password)
+    secret = _apop_secret(apop_key, normalised, password)
     with _store_errors(not_found=_no_user(normalised)):
-        await store.set_password(normalised, password_hash)
+        await store.set_password(normalised, password_hash, apop_secret=secret)
     return normalised
+
+
+def _apop_secret(apop_key: APOPKey | None, address: str, password: str) -> bytes | None:
+    """The APOP secret to store: the password sealed for this account, or none."""
+    return None if apop_key is None else apop_key.seal(address, password)
 
 
 async def set_quota(store: MailStore, address: str, quota_bytes: int | None) -> str:

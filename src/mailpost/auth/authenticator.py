@@ -27,6 +27,11 @@ SASL exchange (or IMAP ``LOGIN`` / POP3 ``USER``+``PASS``) produced and answers 
    (RFC 5530 ``AUTHORIZATIONFAILED``, which is only sent after the password proved right).
 6. **Record** the outcome in the throttle.
 
+Other proofs: :meth:`Authenticator.authenticate_with` runs the same steps 1-3 and 6 for a
+proof that is not a password (POP3 APOP's digest, RFC 1939 §7). The caller supplies the check;
+it is called for unknown accounts too (with ``None``), so that it can spend the same time on
+them as on real ones. There is no authorization identity, so step 5 does not apply.
+
 Verification cache: clients that log in many times a minute (phones polling, IMAP clients
 opening several connections) would otherwise cost one argon2 run per login. A success is
 remembered for ``cache_ttl`` seconds under HMAC-SHA256(per-process random key, address,
@@ -57,6 +62,8 @@ AuthReason: TypeAlias = Literal[
     "ok", "invalid-credentials", "authorization-failed", "throttled", "malformed"
 ]
 Sleep: TypeAlias = Callable[[float], Awaitable[object]]
+# A proof other than a password: given the account (None when it does not exist), does it hold?
+AccountCheck: TypeAlias = Callable[[Account | None], Awaitable[bool]]
 
 DEFAULT_CACHE_TTL = 300.0
 DEFAULT_CACHE_SIZE = 10_000
@@ -149,18 +156,27 @@ class _PerKeyLocks:
                 self._locks[key] = (lock, users - 1)
 
 
+def _octets(text: str) -> int | None:
+    """The UTF-8 length of ``text``; None for lone surrogates from a careless decoder."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+
+
+def _is_well_formed_identity(authcid: str) -> bool:
+    octets = _octets(authcid)
+    return octets is not None and 0 < octets <= MAX_IDENTITY_OCTETS
+
+
 def _is_well_formed(credentials: Credentials) -> bool:
     """Non-empty, encodable and within the SASL bounds, whichever protocol supplied them."""
-    try:
-        authcid = credentials.authcid.encode("utf-8")
-        authzid = credentials.authzid.encode("utf-8")
-        password = credentials.password.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates from a careless decoder
-        return False
+    authzid = _octets(credentials.authzid)
+    password = _octets(credentials.password)
     return (
-        0 < len(authcid) <= MAX_IDENTITY_OCTETS
-        and len(authzid) <= MAX_IDENTITY_OCTETS
-        and 0 < len(password) <= MAX_PASSWORD_OCTETS
+        _is_well_formed_identity(credentials.authcid)
+        and authzid is not None and authzid <= MAX_IDENTITY_OCTETS
+        and password is not None and 0 < password <= MAX_PASSWORD_OCTETS
     )
 
 
@@ -189,16 +205,42 @@ class Authenticator:
 
     async def authenticate(self, credentials: Credentials, remote_ip: str) -> AuthResult:
         """Decide whether ``credentials`` log in from ``remote_ip`` (see the module docstring)."""
+        return await self._throttled(remote_ip, credentials.authcid,
+                                     lambda: self._check(credentials, remote_ip))
+
+    async def authenticate_with(self, authcid: str, remote_ip: str,
+                                check: AccountCheck) -> AuthResult:
+        """Log ``authcid`` in from ``remote_ip`` if ``check`` accepts its proof (APOP), with
+        the throttling, serialisation and failure accounting of :meth:`authenticate`."""
+        return await self._throttled(remote_ip, authcid,
+                                     lambda: self._check_with(authcid, remote_ip, check))
+
+    async def _throttled(self, remote_ip: str, authcid: str,
+                         attempt: Callable[[], Awaitable[AuthResult]]) -> AuthResult:
+        """Steps 1-3 of the module docstring, then ``attempt``."""
         if self._throttle.too_many(remote_ip):
             return AuthResult(ok=False, account=None, reason="throttled")
         async with self._serial.hold(ip_key(remote_ip)):
             # Re-checked: the attempts queued before this one may have used up the budget.
             if self._throttle.too_many(remote_ip):
                 return AuthResult(ok=False, account=None, reason="throttled")
-            delay = self._throttle.delay(remote_ip, credentials.authcid)
+            delay = self._throttle.delay(remote_ip, authcid)
             if delay > 0:
                 await self._sleep(delay)
-            return await self._check(credentials, remote_ip)
+            return await attempt()
+
+    async def _check_with(self, authcid: str, remote_ip: str,
+                          check: AccountCheck) -> AuthResult:
+        if not _is_well_formed_identity(authcid):
+            self._throttle.record_failure(remote_ip, None)
+            return AuthResult(ok=False, account=None, reason="malformed")
+        account = await self._directory.get_account(authcid)
+        matched = await check(account)  # called for unknown accounts too: same cost
+        if account is None or not matched:
+            self._throttle.record_failure(remote_ip, authcid)
+            return AuthResult(ok=False, account=None, reason="invalid-credentials")
+        self._throttle.record_success(remote_ip, authcid)
+        return AuthResult(ok=True, account=account, reason="ok")
 
     async def _check(self, credentials: Credentials, remote_ip: str) -> AuthResult:
         if not _is_well_formed(credentials):

@@ -9,8 +9,8 @@ the line.
 
 :func:`split_command` applies the checks that hold for every line: no control characters
 (RFC 1939 §3: "Keywords and arguments consist of printable ASCII characters"), a known keyword
-(case-insensitive). 8-bit octets are left to the parsers: only USER and PASS accept them, as
-UTF-8 (a password may be any Unicode text; internationalised addresses, RFC 6856).
+(case-insensitive). 8-bit octets are left to the parsers: only USER, PASS and APOP's name
+accept them, as UTF-8 (a password may be any Unicode text; internationalised addresses, RFC 6856).
 
 Message numbers are decimal (RFC 1939 §4) without a sign. Anything with more than ten digits
 cannot name a message in a maildrop and is answered "no such message" without converting it;
@@ -23,7 +23,16 @@ import re
 from dataclasses import dataclass
 
 from mailpost.pop3 import replies
-from mailpost.pop3.events import Auth, AuthAbort, AuthResponse, Event, Invalid, Pass, User
+from mailpost.pop3.events import (
+    Apop,
+    Auth,
+    AuthAbort,
+    AuthResponse,
+    Event,
+    Invalid,
+    Pass,
+    User,
+)
 from mailpost.pop3.replies import Reply
 from mailpost.smtp.commands import decode_base64
 
@@ -39,6 +48,7 @@ MAX_TOP_LINES = 2**31 - 1
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _DIGITS = re.compile(r"[0-9]+")
 _MECHANISM = re.compile(r"[A-Za-z0-9_-]{1,20}")  # RFC 4422 §3.1 sasl-mech
+_APOP_DIGEST = re.compile(rb"[0-9A-Fa-f]{32}")  # RFC 1939 §7: 16 octets in hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +142,19 @@ def parse_pass(user: str, argument: bytes) -> Pass | Reply:
     if password is None:
         return replies.INVALID_CHARACTER
     return Pass(user, password) if password else replies.MISSING_PASSWORD
+
+
+def parse_apop(argument: bytes, timestamp: str) -> Apop | Reply:
+    """APOP name digest (RFC 1939 §7). The digest is the last word and the name everything
+    before it, UTF-8 like USER's. RFC 1939 asks for lower-case hex; upper case is accepted and
+    folded."""
+    name_octets, _, digest = argument.strip(b" ").rpartition(b" ")
+    name = _utf8(name_octets.strip(b" "))
+    if name is None:
+        return replies.INVALID_CHARACTER
+    if not name or not _APOP_DIGEST.fullmatch(digest):
+        return replies.APOP_SYNTAX
+    return Apop(name, timestamp, digest.decode("ascii").lower())
 
 
 def parse_auth(argument: bytes) -> Auth | Reply:

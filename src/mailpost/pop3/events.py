@@ -12,7 +12,7 @@ event                   reply the session sends
 Capa                    ``replies.capabilities(...)`` (multi-line)
 Stls                    ``+OK`` (then handshake, then ``tls_started()``) or ``-ERR``
 User                    ``+OK`` (whether or not the user exists) or ``-ERR [...]``
-Pass                    ``+OK`` maildrop locked and ready, or ``-ERR [AUTH|IN-USE|SYS/...]``
+Pass, Apop              ``+OK`` maildrop locked and ready, or ``-ERR [AUTH|IN-USE|SYS/...]``
 Auth / AuthResponse     ``Continuation`` (a ``+ `` challenge), ``+OK``, or ``-ERR [...]``
 AuthAbort               ``-ERR [AUTH]`` (``replies.AUTH_ABORTED``)
 Stat, List, Uidl        ``+OK`` (LIST and UIDL without argument: multi-line) or ``-ERR``
@@ -38,6 +38,7 @@ from mailpost.smtp.events import NEED_DATA, PAUSED, Sentinel
 __all__ = [
     "NEED_DATA",
     "PAUSED",
+    "Apop",
     "Auth",
     "AuthAbort",
     "AuthResponse",
@@ -85,6 +86,16 @@ class Pass:
 
     user: str
     password: str = field(default="", repr=False)  # never into a log line
+
+
+@dataclass(frozen=True, slots=True)
+class Apop:
+    """APOP name digest (RFC 1939 §7), only emitted when APOP is offered. ``timestamp`` is the
+    one this session's greeting carried; ``digest`` is 32 lower-case hex digits."""
+
+    name: str
+    timestamp: str
+    digest: str = field(repr=False)  # lets an eavesdropper test password guesses offline
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +195,7 @@ Event = (
     | Stls
     | User
     | Pass
+    | Apop
     | Auth
     | AuthResponse
     | AuthAbort

@@ -16,8 +16,8 @@ them whenever it sees ``NEED_DATA``.
 The reply, not the command, moves the state (:class:`State`):
 
 * ``AUTHORIZATION`` (RFC 1939 §4). USER + ``+OK`` remembers the name for the PASS that must
-  come *immediately* after it (RFC 1939 §7); any other line forgets it. PASS, AUTH or an AUTH
-  response answered ``+OK`` enter ``TRANSACTION``. AUTH answered with a
+  come *immediately* after it (RFC 1939 §7); any other line forgets it. PASS, APOP, AUTH or an
+  AUTH response answered ``+OK`` enter ``TRANSACTION``. AUTH answered with a
   :class:`~mailpost.pop3.replies.Continuation` makes the next line a SASL response, where
   ``*`` cancels (RFC 5034 §4). STLS + ``+OK`` stops parsing until :meth:`tls_started`.
 * ``TRANSACTION`` (RFC 1939 §5). A *streamed* ``+OK`` to RETR or TOP opens a body: the session
@@ -27,24 +27,36 @@ The reply, not the command, moves the state (:class:`State`):
   the deleted messages (RFC 1939 §6) and answers.
 * ``CLOSED`` after QUIT's reply or any reply with ``close=True``.
 
-Credentials before TLS: unless ``allow_insecure_auth`` is set, USER, PASS and AUTH get
+Credentials before TLS: unless ``allow_insecure_auth`` is set, USER, PASS, APOP and AUTH get
 ``-ERR [SYS/PERM]`` on a connection without TLS (RFC 2595 §2.3, RFC 8314 §4.1; security
 catalogue R4), and :func:`~mailpost.pop3.replies.capabilities` then leaves USER and SASL out.
-APOP is always refused: it needs the clear-text password, which is never stored.
+
+APOP (RFC 1939 §7) is answered ``-ERR`` unless the machine was made with ``apop=True``. Then
+:meth:`~POP3ServerProtocol.greeting` must carry exactly one ``<...@...>`` timestamp, which the
+machine keeps (it is the session's, and a client may use it after STLS too: the server compares
+against what it sent, so an altered plaintext greeting only makes the login fail), and a
+well-formed APOP line becomes an :class:`~mailpost.pop3.events.Apop` event carrying it. APOP is
+not announced in CAPA: "clients discover server support of APOP by the presence in the greeting
+banner of an initial challenge enclosed in angle brackets" (RFC 2449 §6). It obeys the same
+TLS rule as USER/PASS, although it does not send the password: an eavesdropper who sees the
+timestamp and the MD5 digest can test password guesses offline, so the digest, like a password,
+only travels under TLS unless the operator allows credentials in clear. As with PASS, a pending
+USER is simply forgotten.
 
 STLS (RFC 2595 §4, CVE-2011-0411): when the ``+OK`` is sent, every byte buffered after the STLS
 line is thrown away and never parsed, and bytes fed before :meth:`tls_started` are dropped too;
 :attr:`discarded_plaintext` says it happened. :meth:`tls_started` forgets any pending USER.
 
-Bounds (RFC 2449 §4): command lines may be 255 octets with their CRLF; AUTH, USER and PASS
-lines and SASL responses may be 12290, enough for any credentials. A longer line is dropped as
-it arrives and answered ``-ERR`` once its end is seen. Every ``-ERR`` sent counts as an error;
+Bounds (RFC 2449 §4): command lines may be 255 octets with their CRLF; AUTH, USER, PASS and
+APOP lines and SASL responses may be 12290, enough for any credentials. A longer line is
+dropped as it arrives and answered ``-ERR`` once its end is seen. Every ``-ERR`` sent counts as an error;
 once ``max_errors`` have been sent, the next line of any kind gets a closing ``-ERR``.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -53,6 +65,7 @@ from mailpost.pop3.body import BodyEncoder
 from mailpost.pop3.events import (
     NEED_DATA,
     PAUSED,
+    Apop,
     Auth,
     AuthResponse,
     Capa,
@@ -86,7 +99,10 @@ __all__ = [
 ]
 
 COMMAND_LINE_LIMIT = 255  # RFC 2449 §4, CRLF included
-_LONG_ARGUMENT_PREFIXES = (b"USER ", b"PASS ")  # "AUTH " is known to LineReader already
+# "AUTH " is known to LineReader already; an APOP line carries an address of up to 254 octets.
+_LONG_ARGUMENT_PREFIXES = (b"USER ", b"PASS ", b"APOP ")
+# RFC 1939 §7: the timestamp is an RFC 822 msg-id, "<" local "@" domain ">", no space inside.
+_TIMESTAMP = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
 
 NextEvent = Event | Sentinel
 _CommandHandler = Callable[["POP3ServerProtocol", bytes, "str | None"], "Event | Reply"]
@@ -113,6 +129,7 @@ class POP3ServerProtocol:
         tls_available: bool = True,
         allow_insecure_auth: bool = False,
         max_errors: int = 20,
+        apop: bool = False,
     ) -> None:
         self._buffer = bytearray()
         self._lines = LineReader(COMMAND_LINE_LIMIT)
@@ -129,6 +146,9 @@ class POP3ServerProtocol:
         self._max_errors = max_errors
         self._error_count = 0
         self._discarded_plaintext = False
+        self._apop = apop
+        self._greeted = False
+        self._timestamp: str | None = None  # the APOP challenge of this session's greeting
 
     # --- read-only view for the session ---------------------------------------------------
 
@@ -144,6 +164,11 @@ class POP3ServerProtocol:
     def credentials_allowed(self) -> bool:
         """May USER/PASS/AUTH be used now? (Under TLS, or where the operator allows it.)"""
         return self._tls_active or self._allow_insecure_auth
+
+    @property
+    def apop_timestamp(self) -> str | None:
+        """The timestamp the greeting carried (RFC 1939 §7), if APOP is offered."""
+        return self._timestamp
 
     @property
     def offer_stls(self) -> bool:
@@ -219,9 +244,17 @@ class POP3ServerProtocol:
     # --- output ---------------------------------------------------------------------------
 
     def greeting(self, reply: Reply) -> bytes:
-        """The banner: a single-line ``+OK`` without an APOP timestamp (RFC 1939 §4, §7)."""
-        if not reply.ok or reply.multiline or "<" in reply.text:
-            raise LocalProtocolError("the greeting is a single +OK line without a timestamp")
+        """The banner, sent once: a single-line ``+OK`` (RFC 1939 §4) that carries one APOP
+        timestamp exactly when APOP is offered (RFC 1939 §7)."""
+        if self._greeted or not reply.ok or reply.multiline:
+            raise LocalProtocolError("the greeting is one single-line +OK, sent once")
+        timestamps = _TIMESTAMP.findall(reply.text)
+        wanted = 1 if self._apop else 0
+        if len(timestamps) != wanted or reply.text.count("<") != wanted:
+            raise LocalProtocolError(
+                "the greeting carries one <timestamp> with APOP on, and none without")
+        self._greeted = True
+        self._timestamp = timestamps[0] if timestamps else None
         return reply.to_bytes()
 
     def send(self, reply: Reply | Continuation) -> bytes:
@@ -284,7 +317,7 @@ class POP3ServerProtocol:
             return
         if isinstance(event, User):
             self._user = event.name
-        elif isinstance(event, Pass | Auth | AuthResponse):
+        elif isinstance(event, Pass | Apop | Auth | AuthResponse):
             self._state = State.TRANSACTION
         elif isinstance(event, Stls):
             # CVE-2011-0411: whatever followed STLS in the same read was sent in plaintext.
@@ -352,7 +385,11 @@ class POP3ServerProtocol:
         return commands.parse_auth(argument)
 
     def _cmd_apop(self, argument: bytes, user: str | None) -> Event | Reply:
-        return replies.APOP_UNSUPPORTED
+        if self._timestamp is None:  # APOP is off: the greeting carried no challenge
+            return replies.APOP_UNSUPPORTED
+        if not self.credentials_allowed:
+            return replies.ENCRYPTION_REQUIRED
+        return commands.parse_apop(argument, self._timestamp)
 
     def _cmd_capa(self, argument: bytes, user: str | None) -> Event | Reply:
         return commands.parse_no_arguments(argument, Capa())

@@ -122,9 +122,10 @@ MISSING_PASSWORD = err("PASS needs a password", "AUTH")
 AUTH_SYNTAX = err("syntax: AUTH mechanism [initial-response]", "AUTH")
 AUTH_INVALID_BASE64 = err("invalid base64 data", "AUTH")
 AUTH_LINE_TOO_LONG = err("authentication line too long", "AUTH")
-# APOP needs the clear-text password (RFC 1939 §7: the digest is MD5(timestamp + shared
-# secret)); mailpost keeps only argon2id hashes, so it cannot check one.
-APOP_UNSUPPORTED = err("APOP is not supported, use USER/PASS or AUTH over TLS", "AUTH")
+# APOP (RFC 1939 §7) is off unless the operator sets pop3.apop: its digest needs the password
+# in a recoverable form on the server, while USER/PASS and AUTH need only an argon2id hash.
+APOP_UNSUPPORTED = err("APOP is not enabled, use USER/PASS or AUTH over TLS", "AUTH")
+APOP_SYNTAX = err("syntax: APOP name digest (32 hex digits)", "AUTH")
 # RFC 2595 §2.3 and RFC 8314 §4.1: no clear-text credentials before TLS (security catalogue R4).
 ENCRYPTION_REQUIRED = err("authentication requires TLS: use STLS or the pop3s port", "SYS/PERM")
 TLS_ALREADY_ACTIVE = err("command not permitted when TLS active")  # RFC 2595 §4

@@ -9,11 +9,15 @@ made here:
 
 * **Login.** USER/PASS and AUTH PLAIN/LOGIN (RFC 5034) go through the shared
   :class:`~mailpost.auth.authenticator.Authenticator`, which throttles failures; a network that
-  has failed too often gets ``-ERR [AUTH]`` and the connection is closed. A good login then
-  needs a slot in the per-account :class:`~mailpost.net.listener.AccountSessionLimiter`
-  (shared with IMAP) and the exclusive maildrop lock (RFC 1939 §4; ``-ERR [IN-USE]``, RFC 2449
-  §8.1.2), and reads the INBOX snapshot (:mod:`mailpost.pop3.maildrop`). Store trouble is
-  ``-ERR [SYS/TEMP]`` (RFC 3206).
+  has failed too often gets ``-ERR [AUTH]`` and the connection is closed. APOP (RFC 1939 §7,
+  only with ``pop3.apop``) takes the same path with another proof: the greeting carries a fresh
+  timestamp (:class:`~mailpost.auth.apop.TimestampSource`) and
+  :meth:`~mailpost.auth.authenticator.Authenticator.authenticate_with` checks the digest with
+  :class:`~mailpost.auth.apop.APOPVerifier`, so a wrong digest is a failed login like a wrong
+  password. A good login then needs a slot in the per-account
+  :class:`~mailpost.net.listener.AccountSessionLimiter` (shared with IMAP) and the exclusive
+  maildrop lock (RFC 1939 §4; ``-ERR [IN-USE]``, RFC 2449 §8.1.2), and reads the INBOX
+  snapshot (:mod:`mailpost.pop3.maildrop`). Store trouble is ``-ERR [SYS/TEMP]`` (RFC 3206).
 * **RETR/TOP** stream the stored body in 64 KiB pieces read in a worker thread, so neither a
   large message nor the mailbox is ever held in memory; the connection's write deadline and
   high-water mark bound what a slow reader can make us queue. RETR then sets ``\\Seen`` so IMAP
@@ -32,10 +36,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from mailpost.auth.authenticator import Authenticator
+from mailpost.auth.apop import APOPVerifier, TimestampSource
+from mailpost.auth.apop_key import APOPKey
+from mailpost.auth.authenticator import Authenticator, AuthResult
 from mailpost.auth.ratelimit import AuthThrottle
 from mailpost.auth.sasl import (
     MECHANISMS,
@@ -82,7 +89,11 @@ UPDATE_FAILED = err("some deleted messages not removed, try again later", "SYS/T
 
 @dataclass
 class POP3Services:
-    """What every POP3 session shares (built once by ``app``)."""
+    """What every POP3 session shares (built once by ``app``).
+
+    With ``pop3.apop`` on, building it loads (or on first use creates) ``data_dir/apop.key``,
+    so a key file that cannot be used stops the server at start, not at the first login.
+    """
 
     config: Config
     store: MailStore
@@ -91,6 +102,13 @@ class POP3Services:
     tls_context: ssl.SSLContext | None
     account_sessions: AccountSessionLimiter
     locks: MaildropLocks = field(default_factory=MaildropLocks)
+    apop: APOPVerifier | None = field(default=None, init=False)
+    timestamps: TimestampSource = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.timestamps = TimestampSource(self.config.hostname)
+        if self.config.pop3.apop:
+            self.apop = APOPVerifier(self.store, APOPKey.for_data_dir(self.config.data_dir))
 
 
 class POP3Session:
@@ -105,6 +123,7 @@ class POP3Session:
             tls_available=services.tls_context is not None,
             allow_insecure_auth=config.pop3.allow_insecure_auth,
             max_errors=config.limits.max_errors,
+            apop=services.apop is not None,
         )
         self.sasl: SASLMechanism | None = None
         self.account: Account | None = None  # set while the lock and the slot are held
@@ -117,10 +136,16 @@ class POP3Session:
 
     # -- the I/O loop ---------------------------------------------------------------------
 
+    def banner(self) -> Reply:
+        """The greeting; with APOP on it carries a new timestamp (RFC 1939 §7)."""
+        if self.services.apop is None:
+            return ok(f"{self.services.config.hostname} POP3 server ready")
+        # The host name is inside the timestamp; writing it twice could push a long one past
+        # the 512-octet status line (RFC 2449 §4).
+        return ok(f"POP3 server ready {self.services.timestamps()}")
+
     async def run(self) -> None:
-        hostname = self.services.config.hostname
-        # No "<timestamp>" in the banner: APOP is not offered (see replies.APOP_UNSUPPORTED).
-        self.output += self.proto.greeting(ok(f"{hostname} POP3 server ready"))
+        self.output += self.proto.greeting(self.banner())
         try:
             while not self.closing:
                 event = self.proto.next_event()
@@ -171,6 +196,8 @@ class POP3Session:
                 return ok("send PASS")  # the same for every name: RFC 1939 §7 allows it
             case ev.Pass(user=user, password=password):
                 return await self.login(Credentials(authzid="", authcid=user, password=password))
+            case ev.Apop():
+                return await self.on_apop(event)
             case ev.Auth():
                 return await self.on_auth(event)
             case ev.AuthResponse(data=data):
@@ -260,11 +287,33 @@ class POP3Session:
         return await self.login(step)
 
     async def login(self, credentials: Credentials) -> Reply:
+        authenticator = self.services.authenticator
+        return await self.authenticated(lambda ip: authenticator.authenticate(credentials, ip))
+
+    async def on_apop(self, event: ev.Apop) -> Reply:
+        """APOP name digest (RFC 1939 §7): the USER/PASS path with the digest as the proof."""
+        verifier = self.services.apop
+        assert verifier is not None, "the machine emits Apop only when APOP is offered"
+
+        async def digest_matches(account: Account | None) -> bool:
+            return await verifier.matches(account, event.timestamp, event.digest)
+
+        authenticator = self.services.authenticator
+        return await self.authenticated(
+            lambda ip: authenticator.authenticate_with(event.name, ip, digest_matches))
+
+    async def authenticated(self, attempt: Callable[[str], Awaitable[AuthResult]]) -> Reply:
+        """Run a login ``attempt`` from the peer's address; open the maildrop if it succeeds."""
         ip = self.connection.remote_ip
         throttle = self.services.throttle
         if throttle.too_many(ip):
             return TOO_MANY_FAILURES
-        result = await self.services.authenticator.authenticate(credentials, ip)
+        try:
+            result = await attempt(ip)
+        except StoreError as exc:
+            # The directory could not be read: no verdict, so no failure counted (RFC 3206).
+            log.warning("pop3 %s: cannot check credentials: %s", ip, exc)
+            return STORE_UNAVAILABLE
         if result.ok and result.account is not None:
             return await self.open_maildrop(result.account)
         if result.reason == "throttled" or throttle.too_many(ip):

@@ -96,16 +96,32 @@ class DirectoryStore(Protocol):
 
     async def add_account(self, address: str, password_hash: str,
                           quota_bytes: int | None = None,
-                          quota_messages: int | None = None) -> Account:
+                          quota_messages: int | None = None,
+                          apop_secret: bytes | None = None) -> Account:
         """Create the account and its default mailboxes (types.DEFAULT_MAILBOXES).
+
+        ``apop_secret`` is the account's APOP secret as opaque bytes, already sealed by the
+        caller (:mod:`mailpost.auth.apop_key`); the store never sees it in clear.
 
         Raises:
             NotFound: the address's domain is not a local domain.
             AlreadyExists: the address is already an account or an alias.
         """
 
-    async def set_password(self, address: str, password_hash: str) -> None:
-        """Raises NotFound."""
+    async def set_password(self, address: str, password_hash: str,
+                           apop_secret: bytes | None = None) -> None:
+        """Replace the password hash *and* the APOP secret (None clears it) in one
+        transaction, so a secret derived from an old password never outlives it.
+
+        Raises NotFound.
+        """
+
+    async def set_apop_secret(self, address: str, secret: bytes | None) -> None:
+        """Store the account's sealed APOP secret, or clear it with None. Raises NotFound."""
+
+    async def get_apop_secret(self, address: str) -> bytes | None:
+        """The sealed APOP secret (case-insensitive lookup); None when the account has none
+        or does not exist."""
 
     async def set_quota(self, address: str, quota_bytes: int | None,
                         quota_messages: int | None = None) -> None:

@@ -80,7 +80,8 @@ def is_local_domain(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def add_account(ctx: WriteContext, address: str, password_hash: str,
-                quota_bytes: int | None, quota_messages: int | None) -> Account:
+                quota_bytes: int | None, quota_messages: int | None,
+                apop_secret: bytes | None = None) -> Account:
     """Create the account, its default mailboxes (RFC 6154 attributes) and their subscriptions."""
     normalised, domain = account_address(address)
     _require_domain(ctx.conn, domain)
@@ -91,9 +92,9 @@ def add_account(ctx: WriteContext, address: str, password_hash: str,
     if taken:
         raise AlreadyExists(f"{normalised} is already an account or an alias")
     cursor = ctx.conn.execute(
-        "INSERT INTO accounts (address, domain, password_hash, quota_bytes, quota_messages)"
-        " VALUES (?, ?, ?, ?, ?)", (normalised, domain, password_hash, quota_bytes,
-                                    quota_messages))
+        "INSERT INTO accounts (address, domain, password_hash, quota_bytes, quota_messages,"
+        " apop_secret) VALUES (?, ?, ?, ?, ?, ?)",
+        (normalised, domain, password_hash, quota_bytes, quota_messages, apop_secret))
     account_id = int(cursor.lastrowid or 0)
     for name, special_use in DEFAULT_MAILBOXES:
         mailboxes.create_mailbox(ctx, account_id, name, special_use)
@@ -101,10 +102,23 @@ def add_account(ctx: WriteContext, address: str, password_hash: str,
     return Account(account_id, normalised, password_hash, quota_bytes, quota_messages)
 
 
-def set_password(ctx: WriteContext, address: str, password_hash: str) -> None:
+def set_password(ctx: WriteContext, address: str, password_hash: str,
+                 apop_secret: bytes | None) -> None:
+    """The hash and the APOP secret change together: no secret outlives its password."""
     account_id = _account_id(ctx.conn, address.strip().lower())
-    ctx.conn.execute("UPDATE accounts SET password_hash = ? WHERE id = ?",
-                     (password_hash, account_id))
+    ctx.conn.execute("UPDATE accounts SET password_hash = ?, apop_secret = ? WHERE id = ?",
+                     (password_hash, apop_secret, account_id))
+
+
+def set_apop_secret(ctx: WriteContext, address: str, secret: bytes | None) -> None:
+    account_id = _account_id(ctx.conn, address.strip().lower())
+    ctx.conn.execute("UPDATE accounts SET apop_secret = ? WHERE id = ?", (secret, account_id))
+
+
+def get_apop_secret(conn: sqlite3.Connection, address: str) -> bytes | None:
+    row = conn.execute("SELECT apop_secret FROM accounts WHERE address = ?",
+                       (address.strip().lower(),)).fetchone()
+    return None if row is None or row[0] is None else bytes(row[0])
 
 
 def set_quota(ctx: WriteContext, address: str, quota_bytes: int | None,

@@ -20,6 +20,8 @@ Tables, and the invariants they carry:
     ``accounts.used_bytes`` and ``used_messages`` (version 3) are the sums of the account's
     mailbox counters, kept current by triggers on ``mailboxes``, so a quota check at each SMTP
     RCPT reads one row however many messages and mailboxes the account has.
+    ``accounts.apop_secret`` (version 4) is the account's APOP secret (RFC 1939 §7), sealed
+    by the caller with a key that is not in the database; NULL for accounts without one.
 ``mailboxes``
     ``uidnext`` and ``highest_modseq`` only grow. An empty mailbox is at modseq 1 and every
     message change takes ``highest_modseq + 1`` (RFC 7162 §3.1). ``message_count``,
@@ -220,8 +222,13 @@ CREATE TRIGGER mailboxes_usage_delete AFTER DELETE ON mailboxes BEGIN
 END;
 """
 
+_APOP_SECRET_V4 = """
+ALTER TABLE accounts ADD COLUMN apop_secret BLOB;
+"""
+
 # Append-only: MIGRATIONS[n] upgrades user_version n to n + 1. Never edit a released entry.
-MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _INLINE_BODIES_V2, _ACCOUNT_USAGE_V3)
+MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _INLINE_BODIES_V2, _ACCOUNT_USAGE_V3,
+                               _APOP_SECRET_V4)
 
 _BUSY_TIMEOUT_MS = 10_000
 

@@ -212,12 +212,21 @@ class SQLiteStore:
 
     async def add_account(self, address: str, password_hash: str,
                           quota_bytes: int | None = None,
-                          quota_messages: int | None = None) -> Account:
+                          quota_messages: int | None = None,
+                          apop_secret: bytes | None = None) -> Account:
         return await self._writer.run(lambda ctx: directory.add_account(
-            ctx, address, password_hash, quota_bytes, quota_messages))
+            ctx, address, password_hash, quota_bytes, quota_messages, apop_secret))
 
-    async def set_password(self, address: str, password_hash: str) -> None:
-        await self._writer.run(lambda ctx: directory.set_password(ctx, address, password_hash))
+    async def set_password(self, address: str, password_hash: str,
+                           apop_secret: bytes | None = None) -> None:
+        await self._writer.run(
+            lambda ctx: directory.set_password(ctx, address, password_hash, apop_secret))
+
+    async def set_apop_secret(self, address: str, secret: bytes | None) -> None:
+        await self._writer.run(lambda ctx: directory.set_apop_secret(ctx, address, secret))
+
+    async def get_apop_secret(self, address: str) -> bytes | None:
+        return await self._reads.run(lambda conn: directory.get_apop_secret(conn, address))
 
     async def set_quota(self, address: str, quota_bytes: int | None,
                         quota_messages: int | None = None) -> None:
