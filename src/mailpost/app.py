@@ -185,9 +185,28 @@ def configure_logging(level: str) -> None:
     )
 
 
+def raise_open_files_limit() -> int:
+    """Lift the soft open-files limit to the hard one: every IDLE client holds a socket, and
+    the default soft limit (often 1024) would refuse connections long before memory does."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1_048_576)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+    return hard
+
+
 def serve(config: Config) -> int:
     """Run the server until SIGINT/SIGTERM; the body of ``mailpost serve``."""
     configure_logging(config.log.level)
+    log.info("open files limit: %d", raise_open_files_limit())
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but optional at run time

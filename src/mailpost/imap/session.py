@@ -46,6 +46,7 @@ from mailpost.store.types import Account
 log = logging.getLogger(__name__)
 
 INFLATE_STEP = 65536
+OUTPUT_HIGH_WATER = 256 * 1024
 
 
 class SessionState(enum.Enum):
@@ -96,6 +97,7 @@ class IMAPSession:
         self.saved_search: list[int] | None = None
         self.sasl: tuple[str, SASLMechanism] | None = None
         self.closing = False
+        self.output = bytearray()
         self._inflate: zlib._Decompress | None = None
         self._deflate: zlib._Compress | None = None
 
@@ -106,7 +108,18 @@ class IMAPSession:
         return self.proto.utf8_enabled
 
     def write(self, data: bytes) -> None:
-        """Queue untagged data (or literal octets) for the client."""
+        """Queue untagged data (or literal octets) for the client. Output is gathered and
+        handed to the connection at :meth:`flush` (or past a bound): one TLS record and one
+        system call for a whole ``FETCH 1:* (FLAGS)``, not one per message."""
+        self.output += data
+        if len(self.output) >= OUTPUT_HIGH_WATER:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if not self.output:
+            return
+        data = bytes(self.output)
+        self.output.clear()
         if self._deflate is not None:
             data = self._deflate.compress(data)
         self.connection.write(data)
@@ -118,6 +131,7 @@ class IMAPSession:
             self.closing = True
 
     async def flush(self) -> None:
+        self._hand_over()
         if self._deflate is not None:
             self.connection.write(self._deflate.flush(zlib.Z_SYNC_FLUSH))
         await self.connection.flush(self.config.imap.write_timeout)
@@ -140,6 +154,7 @@ class IMAPSession:
 
     def start_compression(self, leftover: bytes) -> None:
         """RFC 4978 §3: raw DEFLATE both ways from the octet after the tagged OK."""
+        self._hand_over()  # the tagged OK itself goes out uncompressed
         self._deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
         self._inflate = zlib.decompressobj(-15)
         if leftover:
@@ -161,7 +176,9 @@ class IMAPSession:
                 event = self.proto.next_event()
                 if event is ev.NEED_DATA:
                     await self.flush()
-                    data = await self.read_input(self.current_timeout())
+                    # NOTIFY hook: RFC 5465 §3.1 notifications while waiting for input.
+                    from mailpost.imap.handlers import notify
+                    data = await notify.read_input(self, self.current_timeout())
                     self.proto.receive_data(data)
                     continue
                 if event is ev.PAUSED:  # pragma: no cover - every event is answered at once
@@ -177,7 +194,8 @@ class IMAPSession:
         return self.config.imap.idle_timeout
 
     async def handle(self, event: object) -> None:
-        from mailpost.imap.handlers import abort_append, literal_decision, stray_event
+        from mailpost.imap.handlers import abort_append, literal_decision, notify, stray_event
+        notify.note_event(self, event)  # NOTIFY hook: RFC 5465 §5, own changes are not echoed
         if isinstance(event, cmd.Command):
             response = await self.dispatch(event)
             if response is not None:
@@ -210,8 +228,16 @@ class IMAPSession:
     async def catch_up(self, allow_expunge: bool) -> bool:
         """Send what other sessions changed, if the bus says anything did. False when the
         session cannot go on (its mailbox was deleted; a BYE has been sent)."""
+        from mailpost.imap.handlers import notify
+        if notify.active(self):  # NOTIFY hook: RFC 5465 takes over the bus queue
+            return await notify.catch_up(self, allow_expunge)
         selected = self.selected
-        if selected is None or self.subscription is None:
+        if self.subscription is None:
+            return True
+        if selected is None:
+            # Nothing to show without a mailbox: drop the doorbell's queue, or IDLE in the
+            # authenticated state would wake up again at once, forever.
+            self.subscription.take()
             return True
         changes, overflowed = self.subscription.take()
         touched = overflowed or any(c.mailbox_id == selected.info.id for c in changes)

@@ -13,12 +13,20 @@ from typing import TYPE_CHECKING
 
 from mailpost.imap import commands as cmd
 from mailpost.imap import events as ev
-from mailpost.imap.handlers import append, connection, fetch, mailboxes, search, selection
+from mailpost.imap.handlers import (
+    append,
+    connection,
+    fetch,
+    mailboxes,
+    notify,
+    search,
+    selection,
+)
 
 if TYPE_CHECKING:
     from mailpost.imap.session import Handler, IMAPSession, SessionState
 
-_MODULES = (connection, selection, mailboxes, fetch, search, append)
+_MODULES = (connection, selection, mailboxes, fetch, search, append, notify)
 
 HANDLERS: dict[type[cmd.Command], Handler] = {}
 POST_LOGIN_CAPABILITIES: list[str] = []
