@@ -44,6 +44,9 @@ class ParsedMessage:
     tree: Part
     weight: int
     rendered: dict[RenderKey, bytes] = field(default_factory=dict)
+    # The top-level header block (up to the body), when small: clients fetch header fields
+    # of the same messages at every sync, and this spares a store read each time.
+    header: bytes | None = None
 
     def render(self, key: RenderKey, make: Callable[[Part], bytes]) -> bytes:
         """The rendering ``key``, computed by ``make(tree)`` the first time only."""

@@ -48,6 +48,7 @@ PARSE_WHOLE = 1024 * 1024
 HEADER_PROBE = 64 * 1024
 # Parsing more than this runs in a worker thread.
 PARSE_IN_THREAD = 256 * 1024
+HEADER_CACHE_MAX = 8 * 1024  # header blocks kept in the message cache
 
 
 @dataclass(slots=True)
@@ -93,6 +94,8 @@ class MessageSource:
             else:
                 tree = parse_message(data)
             self._parsed = self.cache.put(self.meta.blob_id, tree)
+            if tree.body_start <= HEADER_CACHE_MAX:
+                self._parsed.header = data[:tree.body_start]
         return self._parsed
 
     async def tree(self) -> Part:
@@ -130,6 +133,11 @@ class MessageSource:
             return b""
         if self._data is not None:
             return self._data[start:end]
+        if self._parsed is None:
+            self._parsed = self.cache.get(self.meta.blob_id)
+        header = self._parsed.header if self._parsed is not None else None
+        if header is not None and end <= len(header):
+            return header[start:end]
         return await self.blobs.read(self.meta.blob_id, start, end)
 
     async def part_window(self, part: Part, start: int) -> tuple[bytes, Part]:
