@@ -75,6 +75,9 @@ async def enable(session: IMAPSession, command: cmd.Command) -> Response:
     session.options.condstore = "CONDSTORE" in session.enabled
     session.options.qresync = "QRESYNC" in session.enabled
     session.respond(Enabled(tuple(newly)))
+    if "CONDSTORE" in newly and session.selected is not None:
+        # RFC 7162 §3.1: the first CONDSTORE enabling command with a mailbox selected.
+        session.write(rsp.untagged(b"OK [HIGHESTMODSEQ %d] Highest" % session.selected.modseq))
     return Tagged(command.tag, "OK", "ENABLE completed")
 
 

@@ -88,13 +88,14 @@ async def _qresync(session: IMAPSession, view: SelectedMailbox, params: cmd.QRes
     """RFC 7162 §3.2.5: what changed since the client's modseq, as VANISHED and FETCH."""
     changes = await session.store.changes_since(view.info.id, params.modseq)
     known = params.known_uids
-    vanished = [uid for uid in changes.expunged
-                if known is None or uid in known.intervals(view.highest_uid)]
+    wanted = known.intervals(view.highest_uid) if known is not None else None
+    vanished = [uid for uid in changes.expunged if wanted is None or uid in wanted]
     if vanished:
         session.write(rsp.vanished(IntervalSet.from_numbers(sorted(vanished)), earlier=True))
     for meta in changes.updated:
         current = view.messages.get(meta.uid)
-        if current is not None:
+        # RFC 7162 §3.2.5: only the messages the client said it knows.
+        if current is not None and (wanted is None or meta.uid in wanted):
             session.write(view.flags_line(current, session.options))
 
 
