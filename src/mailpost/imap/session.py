@@ -219,12 +219,12 @@ class IMAPSession:
         if self.state not in allowed_states(type(command)):
             return Tagged(command.tag, "BAD", f"Command not allowed in the {self.state.value} "
                                               "state")
-        if self.state is SessionState.SELECTED and isinstance(command, _NO_EXPUNGE):
-            # Work on the current flags: what another device changed a moment ago is what
-            # FETCH shows and SEARCH matches. EXPUNGE stays held so the command's sequence
-            # numbers keep their meaning (RFC 9051 §7.5.1).
-            if not await self.catch_up(allow_expunge=False):
-                return None
+        # Work on the current flags: what another device changed a moment ago is what FETCH
+        # shows and SEARCH matches. EXPUNGE stays held so the command's sequence numbers keep
+        # their meaning (RFC 9051 §7.5.1).
+        acts_on_messages = self.state is SessionState.SELECTED and isinstance(command, _NO_EXPUNGE)
+        if acts_on_messages and not await self.catch_up(allow_expunge=False):
+            return None
         response = await handler(self, command)
         in_mailbox = isinstance(response, Tagged) and self.state is SessionState.SELECTED
         if in_mailbox and not await self.catch_up(allow_expunge=not _forbids_expunge(command)):
