@@ -2,7 +2,8 @@
 
 ``Server`` is what ``mailpost serve`` runs and what the end-to-end tests start in-process (on
 port 0). It owns the only long-lived objects: the store, the change bus, the authenticator and
-its throttle, the per-IP connection limiter, and the listeners.
+its throttle, the per-IP connection limiter, the listeners, and the outbound queue runner (one
+task, cancelled before the store closes; an attempt cut short is retried after its lease).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mailpost.auth.authenticator import Authenticator
 from mailpost.auth.ratelimit import AuthThrottle
 from mailpost.bus import LocalBus
 from mailpost.config import Config, parse_host_port
+from mailpost.delivery.queue import POLL_INTERVAL, QueueRunner
 from mailpost.delivery.resolve import RecipientResolver
 from mailpost.imap.session import IMAPServices, IMAPSession
 from mailpost.net import tls
@@ -51,6 +53,9 @@ class Server:
     store: MailStore | None = None
     listeners: dict[str, list[asyncio.Server]] = field(default_factory=dict)
     first_run: tuple[str, str] | None = None
+    queue_runner: QueueRunner | None = None
+    queue_poll_interval: float = POLL_INTERVAL
+    _queue_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -82,6 +87,9 @@ class Server:
             self.listeners[spec.name] = await start_listener(spec, limiter)
             for host, port in bound_addresses(self.listeners[spec.name]):
                 log.info("listening %s %s:%d", spec.name, host, port)
+        self.queue_runner = QueueRunner(self.store, config)
+        self._queue_task = asyncio.create_task(
+            self.queue_runner.run(self.queue_poll_interval), name="outbound-queue")
 
     def _tls_context(self) -> ssl.SSLContext:
         config = self.config
@@ -127,6 +135,11 @@ class Server:
         return bound_addresses(self.listeners[name])[0][1]
 
     async def stop(self) -> None:
+        if self._queue_task is not None:
+            self._queue_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._queue_task
+            self._queue_task = None
         for servers in self.listeners.values():
             for server in servers:
                 server.close()

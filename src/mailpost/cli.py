@@ -32,8 +32,9 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO, TypeAlias
 
-from mailpost import __version__
+from mailpost import __version__, cli_mailauth
 from mailpost.admin import ops
+from mailpost.admin import queue as queue_ops
 from mailpost.admin.ops import AdminError
 from mailpost.auth.apop_key import APOPKey, APOPKeyError
 from mailpost.bus import LocalBus
@@ -223,6 +224,44 @@ async def _alias_remove(store: MailStore, args: argparse.Namespace) -> None:
     print(f"removed alias {alias}" + (f" -> {target}" if target else ""))
 
 
+async def _queue_list(store: MailStore, args: argparse.Namespace) -> None:
+    entries = await queue_ops.list_queue(store)
+    if not entries:
+        print("queue is empty")
+        return
+    rows = [("ID", "SENDER", "RECIPIENTS", "ATTEMPTS", "NEXT TRY (UTC)", "LAST ERROR")]
+    rows += [(str(e.id), f"<{e.sender}>", ",".join(r.address for r in e.recipients),
+              str(e.attempts), queue_ops.describe_time(e.next_attempt), e.last_error or "-")
+             for e in entries]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5])
+
+
+async def _queue_show(store: MailStore, args: argparse.Namespace) -> None:
+    detail = await queue_ops.show_entry(store, args.id)
+    entry = detail.entry
+    print(f"id:         {entry.id}\nsender:     <{entry.sender}>")
+    print(f"created:    {queue_ops.describe_time(entry.created)}")
+    print(f"attempts:   {entry.attempts}\nnext try:   "
+          f"{queue_ops.describe_time(entry.next_attempt)}")
+    print(f"last error: {entry.last_error or '-'}\nsize:       {entry.blob.size}")
+    for recipient in entry.recipients:
+        extra = f" NOTIFY={recipient.notify}" if recipient.notify else ""
+        print(f"recipient:  <{recipient.address}>{extra}")
+    print("\n" + detail.header)
+
+
+async def _queue_flush(store: MailStore, args: argparse.Namespace) -> None:
+    count = await queue_ops.flush(store, args.id)
+    print(f"{count} queue entr{'y' if count == 1 else 'ies'} due now")
+
+
+async def _queue_delete(store: MailStore, args: argparse.Namespace) -> None:
+    await queue_ops.delete_entry(store, args.id)
+    print(f"deleted queue entry {args.id} (no bounce is sent)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Argument parsing
 
@@ -253,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_domain_commands(commands, common)
     _add_user_commands(commands, common)
     _add_alias_commands(commands, common)
+    _add_queue_commands(commands, common)
+    cli_mailauth.add_commands(commands, common)
     return parser
 
 
@@ -320,6 +361,17 @@ def _add_alias_commands(commands: _Commands, common: argparse.ArgumentParser) ->
     leaf.add_argument("alias", metavar="ALIAS")
     leaf.add_argument("target", metavar="TARGET", nargs="?", default=None,
                       help="remove only this target (default: all of them)")
+
+
+def _add_queue_commands(commands: _Commands, common: argparse.ArgumentParser) -> None:
+    group = _group(commands, "queue", "inspect and manage the outbound mail queue")
+    _leaf(group, common, "list", "list queued messages", _queue_list)
+    _leaf(group, common, "show", "show one queued message", _queue_show).add_argument(
+        "id", metavar="ID", type=int)
+    _leaf(group, common, "flush", "retry one queued message (default: all) now",
+          _queue_flush).add_argument("id", metavar="ID", type=int, nargs="?", default=None)
+    _leaf(group, common, "delete", "remove a queued message without a bounce",
+          _queue_delete).add_argument("id", metavar="ID", type=int)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ against the working directory of the process, not against the directory of the f
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -159,6 +160,57 @@ class IMAPConfig:
     append_limit: int = 0
 
 
+RELAY_TLS_MODES = ("opportunistic", "required", "verify")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """The outbound queue (mailpost.delivery.queue): where and how remote mail is sent."""
+
+    # Smarthost "host:port"; when set, every remote domain without a route goes there.
+    relay: str | None = None
+    relay_username: str | None = None
+    relay_password: str | None = None
+    # opportunistic: STARTTLS when offered; required: no TLS, no delivery; verify: required
+    # and the certificate must match the host name. Applies to relays and routes.
+    relay_tls: str = "opportunistic"
+    # Domain (lowercase) -> "host:port", consulted before the relay and MX lookup.
+    routes: dict[str, str] = field(default_factory=dict)
+    max_age: float = 5 * 86400.0        # give up and bounce after this long (seconds)
+    delay_warning: float = 4 * 3600.0   # send one "delayed" DSN after this long; 0 = never
+    per_domain_concurrency: int = 5
+    concurrency: int = 20
+    retry_base: float = 300.0           # first back-off; doubled each attempt, with jitter
+    retry_max: float = 3 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class DNSConfig:
+    """Resolvers for outbound delivery; empty means the system's (/etc/resolv.conf)."""
+
+    nameservers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionConfig:
+    # A copy of each message an authenticated user submits goes to their Sent mailbox.
+    save_to_sent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MailAuthConfig:
+    """SPF, DKIM and DMARC on the MX listener, DKIM signing on submission."""
+
+    verify_inbound: bool = True
+    # RFC 7489 §6.7: honour p=reject with 550 5.7.1; off means such mail goes to Junk.
+    dmarc_reject: bool = False
+    dkim_selector: str = "mail"
+    # Larger messages are not DKIM-verified (they are held in memory while checked).
+    max_verify_size: int = 10_485_760
+    # Clients here are not checked (local scripts, a content filter in front of us).
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+
 DEFAULT_HOSTNAME = "mail.example.test"
 DEFAULT_DATA_DIR = "var"
 
@@ -173,6 +225,10 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     pop3: POP3Config = field(default_factory=POP3Config)
     imap: IMAPConfig = field(default_factory=IMAPConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    dns: DNSConfig = field(default_factory=DNSConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    mailauth: MailAuthConfig = field(default_factory=MailAuthConfig)
     source: Path | None = None
 
     @property
@@ -209,7 +265,8 @@ DEVELOPMENT_LISTEN = ListenConfig(
 )
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_TOP_LEVEL_KEYS = ("hostname", "data_dir", "listen", "tls", "limits", "log", "pop3", "imap")
+_TOP_LEVEL_KEYS = ("hostname", "data_dir", "listen", "tls", "limits", "log", "pop3", "imap",
+                   "delivery", "dns", "submission", "mailauth")
 # Limits where 0 is meaningful: "derive from max_message_size" and "no delay".
 _ZERO_ALLOWED = frozenset({"min_free_disk", "auth_fail_delay"})
 
@@ -364,6 +421,102 @@ def _build_imap(table: Mapping[str, Any]) -> IMAPConfig:
     return config
 
 
+_DELIVERY_STRINGS = frozenset({"relay", "relay_username", "relay_password", "relay_tls"})
+
+
+def _build_delivery(table: Mapping[str, Any]) -> DeliveryConfig:
+    defaults = DeliveryConfig()
+    names = frozenset(f.name for f in dataclasses.fields(DeliveryConfig))
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise _unknown_key(f"delivery.{key}", names)
+        if key == "routes":
+            values[key] = _build_routes(value)
+        elif key in _DELIVERY_STRINGS:
+            values[key] = _check_type(f"delivery.{key}", value, str)
+        else:
+            values[key] = _check_type(f"delivery.{key}", value, type(getattr(defaults, key)))
+            if not math.isfinite(values[key]) or values[key] < 0:
+                raise ConfigError(f"delivery.{key}: must be zero or positive, got {value}")
+    config = DeliveryConfig(**values)
+    _check_delivery(config)
+    return config
+
+
+def _check_delivery(config: DeliveryConfig) -> None:
+    if config.relay is not None:
+        parse_host_port(config.relay, "delivery.relay")
+    if config.relay_tls not in RELAY_TLS_MODES:
+        raise ConfigError(f"delivery.relay_tls: expected one of {', '.join(RELAY_TLS_MODES)}, "
+                          f"got {config.relay_tls!r}")
+    if (config.relay_username is None) != (config.relay_password is None):
+        raise ConfigError("delivery.relay_password: set relay_username and relay_password "
+                          "together")
+    for key in ("per_domain_concurrency", "concurrency", "max_age", "retry_base", "retry_max"):
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"delivery.{key}: must be positive")
+    if config.retry_max < config.retry_base:
+        raise ConfigError("delivery.retry_max: must be at least delivery.retry_base")
+
+
+def _build_routes(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"delivery.routes: expected a table, got {_type_name(value)}")
+    routes: dict[str, str] = {}
+    for domain, target in value.items():
+        key = f"delivery.routes.{domain}"
+        parse_host_port(_check_type(key, target, str), key)
+        routes[domain.lower().rstrip(".")] = target
+    return routes
+
+
+def _build_dns(table: Mapping[str, Any]) -> DNSConfig:
+    for key, value in table.items():
+        if key != "nameservers":
+            raise _unknown_key(f"dns.{key}", ("nameservers",))
+        return DNSConfig(_addresses(value, "dns.nameservers"))
+    return DNSConfig()
+
+
+def _build_submission(table: Mapping[str, Any]) -> SubmissionConfig:
+    for key, value in table.items():
+        if key != "save_to_sent":
+            raise _unknown_key(f"submission.{key}", ("save_to_sent",))
+        return SubmissionConfig(_check_type("submission.save_to_sent", value, bool))
+    return SubmissionConfig()
+
+
+def _build_mailauth(table: Mapping[str, Any]) -> MailAuthConfig:
+    defaults = MailAuthConfig()
+    names = frozenset(f.name for f in dataclasses.fields(MailAuthConfig))
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise _unknown_key(f"mailauth.{key}", names)
+        if key == "trusted_networks":
+            values[key] = _networks(value)
+        else:
+            values[key] = _check_type(f"mailauth.{key}", value, type(getattr(defaults, key)))
+    config = MailAuthConfig(**values)
+    if config.max_verify_size <= 0:
+        raise ConfigError("mailauth.max_verify_size: must be positive")
+    if not _LABEL.fullmatch(config.dkim_selector):
+        raise ConfigError(f"mailauth.dkim_selector: {config.dkim_selector!r} is not a DNS label")
+    return config
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError("mailauth.trusted_networks: expected a list of networks")
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"mailauth.trusted_networks: {item!r}: {exc}") from exc
+    return tuple(value)
+
+
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
@@ -401,6 +554,10 @@ def from_mapping(data: Mapping[str, Any], base: Path = Path("."),
         log=_build_log(_table(data, "log")),
         pop3=_build_pop3(_table(data, "pop3")),
         imap=_build_imap(_table(data, "imap")),
+        delivery=_build_delivery(_table(data, "delivery")),
+        dns=_build_dns(_table(data, "dns")),
+        submission=_build_submission(_table(data, "submission")),
+        mailauth=_build_mailauth(_table(data, "mailauth")),
         source=source,
     )
 

@@ -28,13 +28,14 @@ from mailpost.config import Config
 from mailpost.delivery import pipeline
 from mailpost.delivery.pipeline import Envelope, EnvelopeRecipient
 from mailpost.delivery.resolve import RecipientResolver, Refusal, Resolution
+from mailpost.mailauth import inbound
 from mailpost.net.listener import Connection
 from mailpost.smtp import events as ev
 from mailpost.smtp.protocol import NEED_DATA, PAUSED, SMTPServerProtocol
 from mailpost.smtp.replies import Reply
 from mailpost.store.errors import OverQuota, StoreError, StoreUnavailable
 from mailpost.store.interface import BlobWriter, MailStore
-from mailpost.store.types import Account
+from mailpost.store.types import Account, BlobRef, DeliveryTarget
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class SMTPSession:
         self.envelope: Envelope | None = None
         self.mail_size: int | None = None
         self.writer: BlobWriter | None = None
+        self.tap: inbound.MessageTap | None = None  # MX: a copy for SPF/DKIM/DMARC checks
         self.write_failed = False
         self.message_id = ""
         self.sasl: SASLMechanism | None = None
@@ -327,6 +329,8 @@ class SMTPSession:
         assert self.envelope is not None
         self.message_id = secrets.token_hex(8).upper()
         self.writer = self.services.store.blobs.writer()
+        self.tap = (inbound.tap_for(self.services.config, self.connection.remote_ip)
+                    if self.mode is Mode.MX else None)
         self.write_failed = False
         self.write_data(pipeline.trace_headers(self.envelope, self.hostname, self.message_id))
 
@@ -337,6 +341,8 @@ class SMTPSession:
             return
         try:
             self.writer.write(data)
+            if self.tap is not None:
+                self.tap.feed(data)
         except StoreError:
             # Disk full mid-message: keep reading to the end, then answer 452 (catalogue §3).
             self.write_failed = True
@@ -365,22 +371,49 @@ class SMTPSession:
     async def commit_message(self) -> Reply:
         assert self.writer is not None and self.envelope is not None
         writer, self.writer = self.writer, None
+        tap, self.tap = self.tap, None
         try:
-            blob = await writer.finish()
+            if tap is None:
+                blob, mailbox = await writer.finish(), inbound.INBOX
+            else:  # RFC 8601 Authentication-Results; DMARC policy (RFC 7489 §6.7)
+                verdict = await inbound.authenticate(self.services.config, self.services.store,
+                                                     self.envelope, writer, tap)
+                if verdict.blob is None:
+                    return _reply(550, "5.7.1", verdict.refusal or "Rejected by DMARC policy")
+                blob, mailbox = verdict.blob, verdict.mailbox
         except StoreError:
             writer.abort()
             return STORE_UNAVAILABLE
         try:
-            await pipeline.commit(self.services.store, self.envelope, blob)
+            await inbound.commit(self.services.store, self.envelope, blob, mailbox)
         except OverQuota:
             return _reply(552, "5.2.2", "Mailbox full")
         except StoreUnavailable:
             return STORE_UNAVAILABLE
+        if self.services.config.submission.save_to_sent and self.account is not None:
+            await self.save_sent_copy(self.account, blob)
         log.info("smtp %s: accepted %s from <%s> for %d recipient(s)", self.connection.remote_ip,
                  self.message_id, self.envelope.sender, len(self.envelope.recipients))
         return _reply(250, "2.0.0", f"OK: queued as {self.message_id}")
 
+    async def save_sent_copy(self, account: Account, blob: BlobRef) -> None:
+        """``[submission] save_to_sent``: a copy in the submitter's \\Sent mailbox (RFC 6154).
+
+        A separate transaction after the message is committed: the 250 does not depend on it,
+        so a failure here is logged, never reported to the client as a failed submission.
+        Without a \\Sent mailbox there is no copy (rather than one in INBOX)."""
+        try:
+            boxes = await self.services.store.list_mailboxes(account.id)
+            sent = next((box.name for box in boxes if box.special_use == "\\Sent"), None)
+            if sent is not None:
+                target = DeliveryTarget(account.id, sent, frozenset({"\\Seen"}))
+                await self.services.store.deliver(blob, [target])
+        except StoreError as exc:
+            log.warning("smtp %s: no Sent copy for %s: %s", self.connection.remote_ip,
+                        account.address, exc)
+
     def discard_message(self) -> None:
+        self.tap = None
         if self.writer is not None:
             self.writer.abort()
             self.writer = None

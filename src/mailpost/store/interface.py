@@ -223,6 +223,31 @@ class QueueStore(Protocol):
     async def delete_queue_entry(self, entry_id: int) -> None:
         """Raises NotFound."""
 
+    async def due_queue_entries(self, now: datetime, limit: int,
+                                lease_until: datetime) -> list[QueueEntry]:
+        """Claim up to ``limit`` entries due at ``now``: their next attempt moves to
+        ``lease_until`` in the same transaction, so no other runner takes them, and a runner
+        that dies leaves them due again once the lease expires."""
+
+    async def record_attempt(self, entry_id: int, next_attempt: datetime,
+                             error: str | None) -> None:
+        """Count an attempt for the entry's pending recipients and schedule the next one.
+
+        Raises NotFound."""
+
+    async def complete_recipients(self, entry_id: int, addresses: Sequence[str], status: str,
+                                  error: str | None = None) -> int:
+        """Mark pending recipients ``"delivered"`` or ``"failed"``; return how many are still
+        pending. The entry is deleted (body released) when none is. Raises NotFound."""
+
+    async def reschedule_queue(self, entry_id: int | None, when: datetime) -> int:
+        """Make one entry (None: all) due at ``when`` (``queue flush``); return the count.
+
+        Raises NotFound for an unknown id."""
+
+    async def claim_delay_warning(self, entry_id: int) -> bool:
+        """True the first time it is called for an entry (the delay warning is sent once)."""
+
 
 class MailStore(DirectoryStore, MailboxStore, QueueStore, Protocol):
     """The whole store: open it with :func:`mailpost.store.open_store`."""

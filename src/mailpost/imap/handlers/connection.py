@@ -5,7 +5,7 @@ AUTHENTICATE, COMPRESS and IDLE (RFC 9051 §6.1-6.3.13, RFC 2971, RFC 5161, RFC 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailpost import __version__
 from mailpost.auth.sasl import Challenge, Credentials, Failure, mechanism
@@ -197,7 +197,8 @@ async def _wait_input_or_change(session: IMAPSession, reader: asyncio.Task[bytes
         return True
     bell = asyncio.ensure_future(session.subscription.wait_ready())
     try:
-        await asyncio.wait({reader, bell}, return_when=asyncio.FIRST_COMPLETED)
+        waiters: set[asyncio.Future[Any]] = {reader, bell}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         bell.cancel()
     return reader.done()

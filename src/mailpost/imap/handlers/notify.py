@@ -59,7 +59,7 @@ import asyncio
 import logging
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailpost.imap import commands as cmd
 from mailpost.imap import events as ev
@@ -189,7 +189,8 @@ async def _bell_before_input(session: IMAPSession, reader: asyncio.Task[bytes]) 
     if not subscription.ready:
         bell = asyncio.ensure_future(subscription.wait_ready())
         try:
-            await asyncio.wait({reader, bell}, return_when=asyncio.FIRST_COMPLETED)
+            waiters: set[asyncio.Future[Any]] = {reader, bell}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             bell.cancel()
     return subscription.ready and not reader.done()

@@ -36,7 +36,8 @@ Tables, and the invariants they carry:
 ``queue``, ``queue_recipients``
     The outbound queue: one entry per accepted message, one row per remote recipient carrying
     its own status, attempts, next attempt and last error, so a later delivery run can retry
-    recipients independently.
+    recipients independently. ``queue.delay_warned`` (version 5) records that the delay
+    warning was sent.
 ``inline_bodies`` (version 2)
     Small message bodies, stored in the transaction that first references them (see
     :mod:`.bodies`). Their ids carry a prefix no file body id has. A rowid table, not
@@ -226,9 +227,14 @@ _APOP_SECRET_V4 = """
 ALTER TABLE accounts ADD COLUMN apop_secret BLOB;
 """
 
+# Version 5: the delivery run's one-time delay warning flag (see .queue_run).
+_DELAY_WARNED_V5 = """
+ALTER TABLE queue ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;
+"""
+
 # Append-only: MIGRATIONS[n] upgrades user_version n to n + 1. Never edit a released entry.
 MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _INLINE_BODIES_V2, _ACCOUNT_USAGE_V3,
-                               _APOP_SECRET_V4)
+                               _APOP_SECRET_V4, _DELAY_WARNED_V5)
 
 _BUSY_TIMEOUT_MS = 10_000
 

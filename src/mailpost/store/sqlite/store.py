@@ -49,7 +49,7 @@ from pathlib import Path
 from mailpost.bus import ChangeBus
 from mailpost.store.blobs import FileBlobStore, is_inline_blob_id
 from mailpost.store.errors import StoreError
-from mailpost.store.sqlite import delivery, directory, mailboxes, messages, queue
+from mailpost.store.sqlite import delivery, directory, mailboxes, messages, queue, queue_run
 from mailpost.store.sqlite.bodies import BodyStore
 from mailpost.store.sqlite.reader import ReadPool
 from mailpost.store.sqlite.rows import now_utc
@@ -337,6 +337,27 @@ class SQLiteStore:
 
     async def delete_queue_entry(self, entry_id: int) -> None:
         await self._writer.run(lambda ctx: queue.delete_entry(ctx, entry_id))
+
+    async def due_queue_entries(self, now: datetime, limit: int,
+                                lease_until: datetime) -> list[QueueEntry]:
+        return await self._writer.run(
+            lambda ctx: queue_run.claim_due(ctx, now, limit, lease_until))
+
+    async def record_attempt(self, entry_id: int, next_attempt: datetime,
+                             error: str | None) -> None:
+        await self._writer.run(
+            lambda ctx: queue_run.record_attempt(ctx, entry_id, next_attempt, error))
+
+    async def complete_recipients(self, entry_id: int, addresses: Sequence[str], status: str,
+                                  error: str | None = None) -> int:
+        return await self._writer.run(lambda ctx: queue_run.complete_recipients(
+            ctx, entry_id, addresses, status, error))
+
+    async def reschedule_queue(self, entry_id: int | None, when: datetime) -> int:
+        return await self._writer.run(lambda ctx: queue_run.reschedule(ctx, entry_id, when))
+
+    async def claim_delay_warning(self, entry_id: int) -> bool:
+        return await self._writer.run(lambda ctx: queue_run.claim_delay_warning(ctx, entry_id))
 
 
 def _remove_unreferenced(ctx: WriteContext, blob_ids: list[str]) -> int:
