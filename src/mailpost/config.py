@@ -182,6 +182,7 @@ class DeliveryConfig:
     concurrency: int = 20
     retry_base: float = 300.0           # first back-off; doubled each attempt, with jitter
     retry_max: float = 3 * 3600.0
+    source_address: str | None = None   # local address of outbound connections (SPF sees it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,7 +422,8 @@ def _build_imap(table: Mapping[str, Any]) -> IMAPConfig:
     return config
 
 
-_DELIVERY_STRINGS = frozenset({"relay", "relay_username", "relay_password", "relay_tls"})
+_DELIVERY_STRINGS = frozenset({"relay", "relay_username", "relay_password", "relay_tls",
+                               "source_address"})
 
 
 def _build_delivery(table: Mapping[str, Any]) -> DeliveryConfig:
@@ -456,6 +458,10 @@ def _check_delivery(config: DeliveryConfig) -> None:
     for key in ("per_domain_concurrency", "concurrency", "max_age", "retry_base", "retry_max"):
         if getattr(config, key) <= 0:
             raise ConfigError(f"delivery.{key}: must be positive")
+    try:
+        ipaddress.ip_address(config.source_address or "::")
+    except ValueError as exc:
+        raise ConfigError(f"delivery.source_address: {exc}") from exc
     if config.retry_max < config.retry_base:
         raise ConfigError("delivery.retry_max: must be at least delivery.retry_base")
 

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from typing import ClassVar, cast
+from collections.abc import Iterator
 
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 
 from mailpost.delivery.mx import (
@@ -20,6 +14,7 @@ from mailpost.delivery.mx import (
     destinations,
     is_null_mx,
 )
+from tests.dnsserver import DNSServer, Zone
 
 
 class StaticResolver:
@@ -70,38 +65,12 @@ async def test_route_then_relay_before_dns() -> None:
         [Destination("relay.test", 587, "relay.test")]
 
 
-class FakeDNS(asyncio.DatagramProtocol):
-    """Answers MX and A queries from a table; NXDOMAIN for names it does not know."""
-
-    zone: ClassVar[dict[tuple[str, str], tuple[str, str]]] = {
-        ("remote.net.", "MX"): ("MX", "10 mx.remote.net."),
-        ("nullmx.net.", "MX"): ("MX", "0 ."),
-        ("mx.remote.net.", "A"): ("A", "192.0.2.7")}
-    known: ClassVar[frozenset[str]] = frozenset({"remote.net.", "nullmx.net.", "mx.remote.net."})
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        query = dns.message.from_wire(data)
-        response = dns.message.make_response(query)
-        question = query.question[0]
-        name, rdtype = question.name.to_text(), dns.rdatatype.to_text(question.rdtype)
-        record = self.zone.get((name, rdtype))
-        if record is not None:
-            response.answer.append(dns.rrset.from_text(name, 60, "IN", *record))
-        elif name not in self.known:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        self.transport.sendto(response.to_wire(), addr)
-
-
 @pytest.fixture
-async def nameserver() -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(FakeDNS, local_addr=("127.0.0.1", 0))
-    port = transport.get_extra_info("sockname")[1]
-    yield f"127.0.0.1:{port}"
-    transport.close()
+def nameserver() -> Iterator[str]:
+    zone = Zone({("remote.net", "MX"): ["10 mx.remote.net."], ("nullmx.net", "MX"): ["0 ."],
+                 ("mx.remote.net", "A"): ["192.0.2.7"]})
+    with DNSServer(zone) as server:
+        yield server.address
 
 
 async def test_dns_resolver_uses_configured_nameserver(nameserver: str) -> None:

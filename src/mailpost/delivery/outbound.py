@@ -241,15 +241,19 @@ async def _transact(conn: _Connection, transaction: Transaction) -> dict[str, Re
 
 async def send(destination: Destination, transaction: Transaction, helo_name: str, *,
                policy: TLSPolicy = TLSPolicy(), credentials: Credentials | None = None,
-               timeout: float = 300.0) -> dict[str, Reply]:
+               timeout: float = 300.0, source_address: str | None = None) -> dict[str, Reply]:
     """Deliver ``transaction`` to one destination; one reply per recipient.
+
+    ``source_address`` binds the connection's local end (``[delivery] source_address``): the
+    address the receiver's SPF check sees (RFC 7208 §2.3) on a host with several.
 
     Raises:
         SessionError: no per-recipient result (connect, greeting, TLS, AUTH or MAIL failed).
     """
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(destination.host, destination.port, limit=MAX_LINE * 2),
+            asyncio.open_connection(destination.host, destination.port, limit=MAX_LINE * 2,
+                                    local_addr=(source_address, 0) if source_address else None),
             timeout)
     except (TimeoutError, OSError) as exc:
         raise SessionError(f"cannot connect to {destination.host}:{destination.port}: "

@@ -251,7 +251,8 @@ class QueueRunner:
             try:
                 replies = await self.send(target, transaction, self.config.hostname,
                                           policy=self._policy(domain),
-                                          credentials=self._credentials(domain))
+                                          credentials=self._credentials(domain),
+                                          source_address=self.settings.source_address)
             except SessionError as exc:
                 kind = "failed" if exc.permanent else "deferred"
                 error = Outcome(kind, "5.0.0" if exc.permanent else "4.4.1", str(exc),
