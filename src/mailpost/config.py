@@ -183,6 +183,9 @@ class DeliveryConfig:
     retry_base: float = 300.0           # first back-off; doubled each attempt, with jitter
     retry_max: float = 3 * 3600.0
     source_address: str | None = None   # local address of outbound connections (SPF sees it)
+    # RFC 8461: honour recipient domains' MTA-STS policies (not for routes and the relay).
+    mta_sts: bool = True
+    mta_sts_ca_file: str | None = None  # extra CAs (PEM) for policy hosts, beside the system's
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +426,7 @@ def _build_imap(table: Mapping[str, Any]) -> IMAPConfig:
 
 
 _DELIVERY_STRINGS = frozenset({"relay", "relay_username", "relay_password", "relay_tls",
-                               "source_address"})
+                               "source_address", "mta_sts_ca_file"})
 
 
 def _build_delivery(table: Mapping[str, Any]) -> DeliveryConfig:

@@ -21,7 +21,11 @@ Accepted mail for remote recipients is already durable in the store's queue
    and at most ``concurrency`` entries are in flight overall.
 4. **Destinations.** :func:`mailpost.delivery.mx.destinations`: route table, smarthost, or MX
    records in preference order (A/AAAA fallback; null MX is a permanent failure). Hosts are
-   tried in order until one gives per-recipient answers.
+   tried in order until one gives per-recipient answers. For MX destinations the recipient
+   domain's MTA-STS policy (:mod:`mailpost.delivery.mtasts`, RFC 8461) applies: in ``enforce``
+   mode only matching MX hosts are tried, over TLS verified against the MX name, and when none
+   can be used the recipients are deferred (4.7.5), never bounced (RFC 8461 §5). Routes and
+   the smarthost are the operator's choice and bypass it (``relay_tls`` governs them).
 5. **Results.** 2xx: the recipient is done. 5xx: it failed for good and gets a bounce. 4xx or
    no answer (connection refused, timeout, DNS failure): it stays pending, and the entry is
    retried after an exponential back-off with jitter (``retry_base * 2**attempts``, capped at
@@ -54,9 +58,10 @@ from pathlib import Path
 from typing import Protocol
 
 from mailpost.config import Config
-from mailpost.delivery import dsn, mx, outbound
+from mailpost.delivery import dsn, mtasts, mx, outbound
 from mailpost.delivery.outbound import Credentials, Reply, SessionError, TLSPolicy, Transaction
 from mailpost.delivery.resolve import RecipientResolver, Refusal
+from mailpost.mailauth.dns import SystemResolver
 from mailpost.store.errors import StoreError
 from mailpost.store.interface import MailStore
 from mailpost.store.types import (
@@ -139,11 +144,18 @@ class QueueRunner:
                  resolver: mx.Resolver | None = None, clock: Clock = utc_now,
                  send: SendFunction = outbound.send,
                  rand: Callable[[], float] = random.random,
-                 signer: Signer | None = _signer) -> None:
+                 signer: Signer | None = _signer,
+                 mta_sts: mtasts.PolicySource | None = None) -> None:
         self.store = store
         self.config = config
         self.settings = config.delivery
         self.resolver = resolver or mx.DNSResolver(config.dns.nameservers)
+        # MTA-STS discovery must see the DNS the MX lookups see: a runner given its own MX
+        # resolver gets MTA-STS only through an explicit policy source.
+        if mta_sts is None and resolver is None and self.settings.mta_sts:
+            mta_sts = mtasts.policy_cache(SystemResolver(config.dns.nameservers),
+                                          self.settings.mta_sts_ca_file)
+        self.mta_sts = mta_sts
         self.clock = clock
         self.send = send
         self.rand = rand
@@ -245,12 +257,16 @@ class QueueRunner:
             return _all(recipients, Outcome("failed", status, str(exc)))
         except mx.TemporaryDNSError as exc:
             return _all(recipients, Outcome("deferred", "4.4.3", str(exc)))
+        route = await self._mta_sts_plan(domain, targets)
+        if not route.destinations:  # RFC 8461 §5: a policy failure is never permanent
+            return _all(recipients, Outcome("deferred", "4.7.5",
+                                            f"no MX host of {domain} matches its MTA-STS policy"))
         transaction = Transaction(entry.sender, tuple(recipients), body, entry.ret, entry.envid)
         error = Outcome("deferred", "4.4.1", f"no destination for {domain}")
-        for target in targets:
+        for target in route.destinations:
             try:
                 replies = await self.send(target, transaction, self.config.hostname,
-                                          policy=self._policy(domain),
+                                          policy=route.tls or self._policy(domain),
                                           credentials=self._credentials(domain),
                                           source_address=self.settings.source_address)
             except SessionError as exc:
@@ -263,6 +279,11 @@ class QueueRunner:
             return {address: _outcome(reply, target.tls_name)
                     for address, reply in replies.items()}
         return _all(recipients, error)
+
+    async def _mta_sts_plan(self, domain: str, targets: list[mx.Destination]) -> mtasts.Plan:
+        if self.mta_sts is None or self._configured_route(domain):
+            return mtasts.Plan(targets)
+        return mtasts.plan(domain, await self.mta_sts.policy_for(domain), targets)
 
     def _configured_route(self, domain: str) -> bool:
         return domain in self.settings.routes or self.settings.relay is not None
