@@ -155,7 +155,8 @@ class BodyStore:
         data = self._pending.get(blob_id)
         if data is not None:
             return _slice(data, start, end)
-        return await self._reads.run(lambda conn: read_inline(conn, blob_id, start, end))
+        return await self._reads.run(lambda conn: read_inline(conn, blob_id, start, end),
+                                     single_statement=True)
 
     def open(self, ref: BlobRef | str) -> BinaryIO:
         blob_id = blob_id_of(ref)
@@ -203,7 +204,9 @@ class BodyStore:
 def read_inline(conn: sqlite3.Connection, blob_id: str, start: int, end: int | None) -> bytes:
     """``[start, end)`` of a stored inline body; ``substr`` counts bytes of a BLOB from 1."""
     start = max(0, start)
-    if end is None:
+    if start == 0 and end is None:
+        row = conn.execute("SELECT data FROM inline_bodies WHERE id = ?", (blob_id,)).fetchone()
+    elif end is None:
         row = conn.execute("SELECT substr(data, ?) FROM inline_bodies WHERE id = ?",
                            (start + 1, blob_id)).fetchone()
     else:

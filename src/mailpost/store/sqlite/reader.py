@@ -48,11 +48,15 @@ class ReadPool:
         self._spare: list[sqlite3.Connection] = []
         self._closed = False
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one read transaction on a worker thread."""
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *,
+                  single_statement: bool = False) -> T:
+        """Run ``fn`` in one read transaction on a worker thread. ``single_statement``: ``fn``
+        runs one SELECT, which is a consistent snapshot by itself, so the BEGIN/COMMIT round
+        trips are skipped (they cost as much as a small body read)."""
         loop = asyncio.get_running_loop()
+        call = self._call_single if single_statement else self._call
         try:
-            future = loop.run_in_executor(self._executor, self._call, fn)
+            future = loop.run_in_executor(self._executor, call, fn)
         except RuntimeError as exc:  # the executor is shut down
             raise StoreUnavailable("the store is closed") from exc
         return await future
@@ -71,6 +75,12 @@ class ReadPool:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"database read failed: {exc}") from exc
         return _in_transaction(conn, fn)
+
+    def _call_single(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._connection())
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"database read failed: {exc}") from exc
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
