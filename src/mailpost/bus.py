@@ -12,13 +12,23 @@ the store (IMAP: a full mailbox re-read, or NOTIFICATIONOVERFLOW under NOTIFY).
 :class:`LocalBus` fans out inside one process. A PostgreSQL ``LISTEN/NOTIFY`` bus implements
 the same :class:`ChangeBus` protocol to span processes: ``publish`` becomes ``NOTIFY`` with a
 small JSON payload, and a listener task feeds the local subscribers.
+
+An idle subscriber must cost little, because a server holds thousands of them (every IMAP
+session in IDLE): a :class:`Subscription` is a slotted object with a plain list as its queue,
+and waiting for it (:meth:`Subscription.wait_ready`) hands out a bare future that the next
+offer resolves, rather than a task running a coroutine around an :class:`asyncio.Event`.
+
+:func:`published` counts publishes in this process. A reader that shares one store query
+between several woken sessions uses it to tell whether a change was announced after the shared
+query started, which that query may have missed (see ``imap.selected``). A bus that feeds
+local subscribers from elsewhere (PostgreSQL) must count its deliveries the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections import deque
+import itertools
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
@@ -41,16 +51,35 @@ class Change:
     mailbox_name: str | None = None
 
 
+_PUBLISHES = itertools.count(1)
+_latest_publish = 0
+
+
+def published() -> int:
+    """A number that changes whenever any bus of this process publishes (0: none yet)."""
+    return _latest_publish
+
+
+def _count_publish() -> None:
+    global _latest_publish
+    # next() on itertools.count is atomic, so concurrent buses (one per thread) never hand
+    # out the same number; the value only has to differ from every earlier one.
+    _latest_publish = next(_PUBLISHES)
+
+
 class Subscription:
     """One session's view of the bus for one account."""
+
+    __slots__ = ("_bus", "_capacity", "_overflowed", "_pending", "_waiters", "account_id")
 
     def __init__(self, bus: LocalBus, account_id: int, capacity: int) -> None:
         self._bus = bus
         self.account_id = account_id
         self._capacity = capacity
-        self._pending: deque[Change] = deque()
+        self._pending: list[Change] = []
         self._overflowed = False
-        self._wakeup = asyncio.Event()
+        # Futures handed out by wait_ready() and not yet resolved (usually none or one).
+        self._waiters: list[asyncio.Future[None]] = []
 
     def _offer(self, change: Change) -> None:
         if self._overflowed:
@@ -61,7 +90,13 @@ class Subscription:
             self._overflowed = True
         else:
             self._pending.append(change)
-        self._wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     @property
     def ready(self) -> bool:
@@ -69,18 +104,23 @@ class Subscription:
 
     def take(self) -> tuple[list[Change], bool]:
         """Return (changes, overflowed) queued so far and reset; does not wait."""
-        changes = list(self._pending)
+        changes, self._pending = self._pending, []
         overflowed = self._overflowed
-        self._pending.clear()
         self._overflowed = False
-        self._wakeup.clear()
         return changes, overflowed
 
-    async def wait_ready(self) -> None:
-        """Wait until something is queued, without taking it."""
-        while not self.ready:
-            self._wakeup.clear()
-            await self._wakeup.wait()
+    def wait_ready(self) -> asyncio.Future[None]:
+        """A future that completes once something is queued (at once if something is),
+        without taking it. Cancelling the future is how a waiter gives up."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.ready:
+            waiter.set_result(None)
+            return waiter
+        # Drop futures their waiters gave up on, so that a session that keeps waiting and
+        # giving up (IDLE with chatty input) cannot grow the list.
+        self._waiters = [w for w in self._waiters if not w.done()]
+        self._waiters.append(waiter)
+        return waiter
 
     async def wait(self) -> tuple[list[Change], bool]:
         """Wait until something is queued, then :meth:`take` it."""
@@ -113,6 +153,7 @@ class LocalBus:
         self._subscribers: dict[int, set[Subscription]] = {}
 
     def publish(self, change: Change) -> None:
+        _count_publish()
         for subscription in self._subscribers.get(change.account_id, ()):
             subscription._offer(change)
 

@@ -22,13 +22,43 @@ The session's own STORE updates the view directly (:meth:`apply_own_update`) so 
 next sync, which sees the same rows again, compares equal and stays silent: a client never
 gets its own change twice, yet never misses someone else's, because ``modseq`` only advances
 in ``sync``.
+
+Sharing between sessions
+------------------------
+A server holds many sessions on the same mailbox (a user's phone, laptop and tablet; a shared
+mailbox with many readers), and nearly all of them sit in IDLE, in step with the store. Their
+views would be identical, and a view costs memory in proportion to the mailbox (a UID list,
+a dict and a :class:`MessageMeta` per message: hundreds of bytes per message per session).
+So a view that is exactly the mailbox at its modseq uses a :class:`MailboxState` shared by all
+such sessions: one immutable UID list and dict per mailbox and modseq, copy on write. A view
+takes private copies only when it must differ from the store (ghosts it may not announce yet,
+its own STORE or EXPUNGE not synchronised yet) and shares again at the next sync that leaves
+it in step. When a change arrives, the first session to catch up builds the next shared state
+(:meth:`MailboxState.successor`, one O(mailbox) copy per change and mailbox, not per session)
+and the others adopt it; each still computes its own untagged lines, since they depend on its
+options (CONDSTORE, QRESYNC).
+
+The same change wakes every session of the mailbox at once, and each asks the store for
+``changes_since`` its modseq. Sessions at the same modseq share one query
+(:func:`changes_since`), but only a query that started after the change that woke them was
+announced: :func:`mailpost.bus.published` tells whether anything was published since the
+shared query began, and if so a fresh query is started, so a joined answer can never miss the
+change the joining session was woken for.
+
+Shared states are found through a per-store registry of weak references, keyed by mailbox id
+and UIDVALIDITY, so a SELECT of a mailbox that other sessions have open costs one
+``changes_since`` instead of listing every message; a state lives as long as some view uses it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mailpost.bus import published
 from mailpost.imap import responses as rsp
 from mailpost.imap.seqset import IntervalSet
 from mailpost.store.interface import MailboxStore
@@ -43,7 +73,158 @@ class SyncOptions:
     qresync: bool = False
 
 
-@dataclass
+# ---------------------------------------------------------------------------------------------
+# Shared states and shared queries
+
+
+class MailboxState:
+    """One mailbox at one modseq: its UIDs in order and their metadata. Never modified once
+    a view uses it; views that are exactly this state share it."""
+
+    __slots__ = ("__weakref__", "_successor", "key", "messages", "modseq", "uidnext", "uids")
+
+    def __init__(self, key: tuple[int, int], modseq: int, uidnext: int, uids: list[int],
+                 messages: dict[int, MessageMeta]) -> None:
+        self.key = key  # (mailbox id, UIDVALIDITY)
+        self.modseq = modseq
+        self.uidnext = uidnext
+        self.uids = uids
+        self.messages = messages
+        self._successor: weakref.ref[MailboxState] | None = None
+
+    def successor(self, changes: MailboxChanges) -> MailboxState:
+        """This state with ``changes`` (the answer to ``changes_since(self.modseq)``) applied.
+
+        Two answers for the same base with the same highest modseq describe the same commits,
+        so the result is remembered (weakly) and handed to every view that advances alike."""
+        modseq = max(self.modseq, changes.highest_modseq)
+        uidnext = max(self.uidnext, changes.uidnext)
+        if modseq == self.modseq and uidnext == self.uidnext:
+            return self
+        known = self._successor() if self._successor is not None else None
+        if known is not None and known.modseq == modseq:
+            return known
+        if changes.updated or changes.expunged:
+            uids, messages = list(self.uids), dict(self.messages)
+            fold_changes(uids, messages, changes)
+        else:  # only the counters moved: the (never modified) containers can be shared
+            uids, messages = self.uids, self.messages
+        return self.remember(MailboxState(self.key, modseq, uidnext, uids, messages))
+
+    def remember(self, successor: MailboxState) -> MailboxState:
+        self._successor = weakref.ref(successor)
+        return successor
+
+
+def fold_changes(uids: list[int], messages: dict[int, MessageMeta],
+                 changes: MailboxChanges) -> None:
+    """Apply ``changes`` silently: drop expunged messages, take new metadata, append new UIDs
+    (a UID below the highest one that is not known was expunged before we could see it)."""
+    gone = {uid for uid in changes.expunged if uid in messages}
+    if gone:
+        uids[:] = [uid for uid in uids if uid not in gone]
+        for uid in gone:
+            del messages[uid]
+    for meta in changes.updated:
+        if meta.uid in messages:
+            messages[meta.uid] = meta
+        elif not uids or meta.uid > uids[-1]:
+            uids.append(meta.uid)
+            messages[meta.uid] = meta
+
+
+class _Registry:
+    """The newest shared state of each open mailbox, per store, held weakly."""
+
+    def __init__(self) -> None:
+        self._by_store: weakref.WeakKeyDictionary[
+            MailboxStore, weakref.WeakValueDictionary[tuple[int, int], MailboxState]
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self, store: MailboxStore, key: tuple[int, int]) -> MailboxState | None:
+        try:
+            states = self._by_store.get(store)
+        except TypeError:  # a store that cannot be weakly referenced: no sharing
+            return None
+        return None if states is None else states.get(key)
+
+    def offer(self, store: MailboxStore, state: MailboxState) -> MailboxState:
+        """Register ``state`` unless a newer one is known; returns the one to use."""
+        try:
+            states = self._by_store.setdefault(store, weakref.WeakValueDictionary())
+        except TypeError:
+            return state
+        current = states.get(state.key)
+        if current is not None and current.modseq >= state.modseq:
+            return current if current.modseq == state.modseq else state
+        states[state.key] = state
+        return state
+
+
+_REGISTRY = _Registry()
+# (id(store), mailbox id, modseq) -> (published() when the query started, the query).
+_QUERIES: dict[tuple[int, int, int], tuple[int, asyncio.Future[MailboxChanges]]] = {}
+
+
+async def changes_since(store: MailboxStore, mailbox_id: int, modseq: int) -> MailboxChanges:
+    """``store.changes_since``, shared by the sessions that ask the same at the same time.
+
+    Joining is allowed only while nothing was published since the query started: then every
+    change announced to the caller was committed before the query began and is in its answer.
+    """
+    key = (id(store), mailbox_id, modseq)
+    now = published()
+    running = _QUERIES.get(key)
+    if running is not None and running[0] == now and not running[1].done():
+        query = running[1]
+    else:
+        query = asyncio.ensure_future(store.changes_since(mailbox_id, modseq))
+        _QUERIES[key] = (now, query)
+        query.add_done_callback(lambda done: _forget(key, done))
+    # A session that goes away while waiting must not cancel the query for the others.
+    return await asyncio.shield(query)
+
+
+def _forget(key: tuple[int, int, int], query: asyncio.Future[MailboxChanges]) -> None:
+    running = _QUERIES.get(key)
+    if running is not None and running[1] is query:
+        del _QUERIES[key]
+    if not query.cancelled():
+        query.exception()  # retrieved: if every waiter went away, nothing is logged
+
+
+def advance(store: MailboxStore, state: MailboxState, changes: MailboxChanges) -> MailboxState:
+    """The shared state after ``state`` with ``changes``: the registry's if it already has
+    one of that modseq (views in step with the store at one modseq are equal), else a new one
+    that becomes the registry's."""
+    after = state.successor(changes)
+    registered = _REGISTRY.offer(store, after)
+    if registered is not after and registered.modseq == after.modseq:
+        return state.remember(registered)
+    return after
+
+
+async def current_state(store: MailboxStore, info: MailboxInfo) -> MailboxState:
+    """The mailbox as it is now, as a shared state: from the registry plus what changed since,
+    or, when no session has it open, from a full listing."""
+    key = (info.id, info.uidvalidity)
+    known = _REGISTRY.get(store, key)
+    if known is not None:
+        return advance(store, known, await changes_since(store, info.id, known.modseq))
+    metas = await store.messages(info.id)
+    # The listing may already contain changes after info.highest_modseq; changes_since
+    # returns those again, and folding them in twice is harmless.
+    fresh = await changes_since(store, info.id, info.highest_modseq)
+    listed = MailboxState(key, info.highest_modseq, info.uidnext, [m.uid for m in metas],
+                          {m.uid: m for m in metas})
+    return advance(store, listed, fresh)
+
+
+# ---------------------------------------------------------------------------------------------
+# One session's view
+
+
+@dataclass(slots=True)
 class SelectedMailbox:
     info: MailboxInfo
     readonly: bool
@@ -52,31 +233,45 @@ class SelectedMailbox:
     modseq: int
     uidnext: int
     ghosts: set[int] = field(default_factory=set)
+    # The shared state whose ``uids`` and ``messages`` this view is using (copy on write);
+    # None while the view has its own copies.
+    shared: MailboxState | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     async def open(cls, store: MailboxStore, info: MailboxInfo,
                    readonly: bool) -> SelectedMailbox:
-        metas = await store.messages(info.id)
-        # The snapshot's modseq: changes_since(info.highest_modseq) will return everything
-        # committed after the listing, and the comparison in sync() absorbs any overlap.
-        fresh = await store.changes_since(info.id, info.highest_modseq)
-        view = cls(info, readonly, [m.uid for m in metas], {m.uid: m for m in metas},
-                   info.highest_modseq, info.uidnext)
-        view._absorb_silently(fresh)
-        return view
+        state = await current_state(store, info)
+        return cls(info, readonly, state.uids, state.messages, state.modseq,
+                   max(info.uidnext, state.uidnext), shared=state)
 
-    def _absorb_silently(self, changes: MailboxChanges) -> None:
-        """Fold in what committed between the listing and now, before anything was said."""
-        for uid in changes.expunged:
-            if uid in self.messages:
-                self._remove(uid)
-        for meta in changes.updated:
-            if meta.uid in self.messages or meta.uid > self.highest_uid:
-                if meta.uid not in self.messages:
-                    self.uids.append(meta.uid)
-                self.messages[meta.uid] = meta
-        self.modseq = max(self.modseq, changes.highest_modseq)
-        self.uidnext = max(self.uidnext, changes.uidnext)
+    # -- sharing ------------------------------------------------------------------------------
+
+    def _adopt(self, state: MailboxState) -> None:
+        self.shared = state
+        self.uids, self.messages = state.uids, state.messages
+        self.modseq = state.modseq
+        self.uidnext = max(self.uidnext, state.uidnext)
+
+    def _make_private(self) -> None:
+        """Copy on write: take own copies before the view changes on its own."""
+        if self.shared is not None:
+            self.uids, self.messages = list(self.uids), dict(self.messages)
+            self.shared = None
+
+    def _share_again(self, store: MailboxStore) -> None:
+        """After a sync that left the view exactly the store's state at its modseq: use the
+        shared state of that modseq if there is one with the same content, else offer ours."""
+        if self.ghosts or self.shared is not None:
+            return
+        key = (self.info.id, self.info.uidvalidity)
+        known = _REGISTRY.get(store, key)
+        if known is not None and known.modseq == self.modseq and known.uids == self.uids \
+                and known.messages == self.messages:
+            self._adopt(known)
+            return
+        if known is None or known.modseq < self.modseq:
+            mine = MailboxState(key, self.modseq, self.uidnext, self.uids, self.messages)
+            self._adopt(_REGISTRY.offer(store, mine))
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -89,10 +284,7 @@ class SelectedMailbox:
         return self.uids[-1] if self.uids else 0
 
     def msn_of(self, uid: int) -> int | None:
-        index = bisect.bisect_left(self.uids, uid)
-        if index < len(self.uids) and self.uids[index] == uid:
-            return index + 1
-        return None
+        return _msn_in(self.uids, uid)
 
     def uid_of(self, msn: int) -> int:
         return self.uids[msn - 1]
@@ -107,9 +299,13 @@ class SelectedMailbox:
 
     def apply_own_update(self, metas: tuple[MessageMeta, ...] | list[MessageMeta]) -> None:
         """Record flag changes this session made, so sync() will not echo them back."""
-        for meta in metas:
-            if meta.uid in self.messages:
-                self.messages[meta.uid] = meta
+        changed = [meta for meta in metas
+                   if meta.uid in self.messages and self.messages[meta.uid] != meta]
+        if not changed:
+            return
+        self._make_private()
+        for meta in changed:
+            self.messages[meta.uid] = meta
 
     def _remove(self, uid: int) -> int | None:
         msn = self.msn_of(uid)
@@ -124,6 +320,7 @@ class SelectedMailbox:
         known = [uid for uid in uids if uid in self.messages]
         if not known:
             return []
+        self._make_private()
         if options.qresync:
             for uid in known:
                 self._remove(uid)
@@ -140,7 +337,21 @@ class SelectedMailbox:
     async def sync(self, store: MailboxStore, *, allow_expunge: bool,
                    options: SyncOptions) -> list[bytes]:
         """Catch up with the store; returns the untagged lines to send, in a valid order."""
-        changes = await store.changes_since(self.info.id, self.modseq)
+        changes = await changes_since(store, self.info.id, self.modseq)
+        state = self.shared
+        if state is not None and state.modseq == self.modseq and not self.ghosts and (
+                allow_expunge or not any(uid in state.messages for uid in changes.expunged)):
+            after = advance(store, state, changes)
+            lines = announce(state, after, changes, options)
+            self._adopt(after)
+            return lines
+        self._make_private()
+        lines = self._sync_private(changes, allow_expunge, options)
+        self._share_again(store)
+        return lines
+
+    def _sync_private(self, changes: MailboxChanges, allow_expunge: bool,
+                      options: SyncOptions) -> list[bytes]:
         lines: list[bytes] = []
         gone = [uid for uid in changes.expunged if uid in self.messages]
         self.ghosts.update(gone)
@@ -158,7 +369,7 @@ class SelectedMailbox:
                     added += 1
                 continue
             self.messages[meta.uid] = meta
-            if known.flags != meta.flags or (options.condstore and known.modseq != meta.modseq):
+            if _differs(known, meta, options):
                 lines.append(self.flags_line(meta, options))
         if added:
             lines.append(rsp.exists(len(self.uids)))
@@ -168,12 +379,53 @@ class SelectedMailbox:
 
     def flags_line(self, meta: MessageMeta, options: SyncOptions,
                    include_uid: bool = True) -> bytes:
-        msn = self.msn_of(meta.uid)
-        assert msn is not None
-        items: list[tuple[str, bytes]] = []
-        if include_uid:
-            items.append(("UID", str(meta.uid).encode()))
-        items.append(("FLAGS", rsp.flag_list(sorted(meta.flags))))
-        if options.condstore:
-            items.append(("MODSEQ", f"({meta.modseq})".encode()))
-        return rsp.fetch(msn, items)
+        return _flags_line(self.uids, meta, options, include_uid)
+
+
+def announce(before: MailboxState, after: MailboxState, changes: MailboxChanges,
+             options: SyncOptions) -> list[bytes]:
+    """What a view that was exactly ``before`` tells its client on moving to ``after``: the
+    same lines, in the same order, as the private path of :meth:`SelectedMailbox.sync`."""
+    lines: list[bytes] = []
+    gone = sorted(uid for uid in changes.expunged if uid in before.messages)
+    if gone and options.qresync:
+        lines.append(rsp.vanished(IntervalSet.from_numbers(gone)))
+    elif gone:
+        # From the top down, each number is the message's place in ``before`` (§7.5.1).
+        lines.extend(rsp.expunge(msn) for uid in reversed(gone)
+                     if (msn := _msn_in(before.uids, uid)) is not None)
+    added = 0
+    highest = before.uids[-1] if before.uids else 0
+    for meta in changes.updated:
+        known = before.messages.get(meta.uid)
+        if known is None:
+            added += meta.uid > highest and meta.uid in after.messages
+        elif _differs(known, meta, options) and meta.uid in after.messages:
+            lines.append(_flags_line(after.uids, meta, options, True))
+    if added:
+        lines.append(rsp.exists(len(after.uids)))
+    return lines
+
+
+def _differs(known: MessageMeta, meta: MessageMeta, options: SyncOptions) -> bool:
+    return known.flags != meta.flags or (options.condstore and known.modseq != meta.modseq)
+
+
+def _msn_in(uids: Sequence[int], uid: int) -> int | None:
+    index = bisect.bisect_left(uids, uid)
+    if index < len(uids) and uids[index] == uid:
+        return index + 1
+    return None
+
+
+def _flags_line(uids: Sequence[int], meta: MessageMeta, options: SyncOptions,
+                include_uid: bool) -> bytes:
+    msn = _msn_in(uids, meta.uid)
+    assert msn is not None
+    items: list[tuple[str, bytes]] = []
+    if include_uid:
+        items.append(("UID", str(meta.uid).encode()))
+    items.append(("FLAGS", rsp.flag_list(sorted(meta.flags))))
+    if options.condstore:
+        items.append(("MODSEQ", f"({meta.modseq})".encode()))
+    return rsp.fetch(msn, items)
