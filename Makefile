@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench bench-pop3 bench-imap bench-push clean
 
 install: $(STAMP)
 
@@ -26,6 +26,15 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/smtp_ingest.py
+
+bench-pop3: install
+	$(BIN)/python bench/pop3_download.py
+
+bench-imap: install
+	$(BIN)/python bench/imap_load.py
+
+bench-push: install
+	$(BIN)/python bench/push_latency.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -105,10 +105,15 @@ def dovecot_version() -> str:
 class DovecotInstance:
     """One private Dovecot: :meth:`configure`, fill Maildirs, :meth:`start`, :meth:`stop`."""
 
-    def __init__(self, workdir: Path, port: int, protocols: tuple[str, ...] = ("pop3",)) -> None:
+    def __init__(self, workdir: Path, port: int, protocols: tuple[str, ...] = ("pop3",),
+                 lmtp_port: int | None = None) -> None:
         self.workdir = workdir
         self.port = port
         self.protocols = protocols
+        # Dovecot's own delivery agent (RFC 2033 LMTP) on loopback, for benchmarks that time
+        # a delivery; None leaves LMTP off.
+        self.lmtp_port = lmtp_port
+        self.login_client_limit: int | None = None
         self.config_path = workdir / "dovecot.conf"
         self.passwd_path = workdir / "passwd"
         self.base_dir = workdir / "run"
@@ -124,11 +129,16 @@ class DovecotInstance:
     # -- configuration ------------------------------------------------------------------------
 
     def configure(self, users: Mapping[str, str], cert: Path, key: Path,
-                  process_limit: int = 500) -> None:
+                  process_limit: int = 500, login_client_limit: int | None = None) -> None:
         """Write the configuration and the passwd-file; ``users`` maps address to hash.
 
         A hash without a ``{SCHEME}`` prefix is taken as an argon2id PHC string.
+        ``login_client_limit`` switches the login services to Dovecot's documented
+        "high-performance" mode for many connections (``service_count = 0``: a few long-lived
+        login processes, each terminating TLS for up to that many clients) instead of one
+        login process per connection; every other service keeps its model.
         """
+        self.login_client_limit = login_client_limit
         for directory in (self.base_dir, self.state_dir, self.home_base):
             directory.mkdir(mode=0o755)
         os.chown(self.home_base, self._account.pw_uid, self._account.pw_gid)
@@ -168,6 +178,13 @@ class DovecotInstance:
         }
         if dh.exists():
             settings["ssl_dh"] = f"<{dh}"
+        if self.lmtp_port is not None:
+            settings["protocols"] = f"{settings['protocols']} lmtp"
+            settings["postmaster_address"] = "postmaster@localhost"
+        if self.login_client_limit is not None:
+            # Every process keeps connections to the log, anvil and stats services, and auth
+            # counts the login, LMTP and urlauth services' limits together.
+            settings["default_client_limit"] = 3 * process_limit + 100
         text = "".join(f"{key} = {value}\n" for key, value in settings.items())
         text += ("passdb {\n  driver = passwd-file\n"
                  f"  args = scheme=ARGON2ID {self.passwd_path}\n}}\n")
@@ -179,9 +196,21 @@ class DovecotInstance:
                      f"  inet_listener {PLAIN_PORT_NAMES[protocol]} {{\n    port = 0\n  }}\n"
                      f"  inet_listener {TLS_PORT_NAMES[protocol]} {{\n"
                      f"    address = 127.0.0.1\n    port = {self.port}\n    ssl = yes\n  }}\n"
-                     f"  process_limit = {process_limit}\n}}\n"
+                     f"  process_limit = {process_limit}\n{self._login_mode()}}}\n"
                      f"service {protocol} {{\n  process_limit = {process_limit}\n}}\n")
+        if self.lmtp_port is not None:
+            text += ("service lmtp {\n  inet_listener lmtp {\n    address = 127.0.0.1\n"
+                     f"    port = {self.lmtp_port}\n  }}\n}}\n")
         return text
+
+    def _login_mode(self) -> str:
+        """Extra settings of the login services (see :meth:`configure`); empty by default."""
+        if self.login_client_limit is None:
+            return ""
+        return ("  service_count = 0\n"
+                f"  client_limit = {self.login_client_limit}\n"
+                f"  process_min_avail = {os.cpu_count() or 1}\n"
+                "  vsz_limit = 2G\n")
 
     # -- mail ---------------------------------------------------------------------------------
 
