@@ -101,8 +101,8 @@ class MailboxState:
         uidnext = max(self.uidnext, changes.uidnext)
         if modseq == self.modseq and uidnext == self.uidnext:
             return self
-        known = self._successor() if self._successor is not None else None
-        if known is not None and known.modseq == modseq:
+        known = self.known_successor(modseq)
+        if known is not None:
             return known
         if changes.updated or changes.expunged:
             uids, messages = list(self.uids), dict(self.messages)
@@ -110,6 +110,11 @@ class MailboxState:
         else:  # only the counters moved: the (never modified) containers can be shared
             uids, messages = self.uids, self.messages
         return self.remember(MailboxState(self.key, modseq, uidnext, uids, messages))
+
+    def known_successor(self, modseq: int) -> MailboxState | None:
+        """The remembered successor, if it is the state at ``modseq``."""
+        known = self._successor() if self._successor is not None else None
+        return known if known is not None and known.modseq == modseq else None
 
     def remember(self, successor: MailboxState) -> MailboxState:
         self._successor = weakref.ref(successor)
@@ -197,6 +202,9 @@ def advance(store: MailboxStore, state: MailboxState, changes: MailboxChanges) -
     """The shared state after ``state`` with ``changes``: the registry's if it already has
     one of that modseq (views in step with the store at one modseq are equal), else a new one
     that becomes the registry's."""
+    known = state.known_successor(max(state.modseq, changes.highest_modseq))
+    if known is not None:  # the first view to get here built and registered it
+        return known
     after = state.successor(changes)
     registered = _REGISTRY.offer(store, after)
     if registered is not after and registered.modseq == after.modseq:
