@@ -24,7 +24,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,15 +385,28 @@ def _build_log(table: Mapping[str, Any]) -> LogConfig:
     return LogConfig(**table)
 
 
-def _build_pop3(table: Mapping[str, Any]) -> POP3Config:
-    defaults = POP3Config()
-    names = frozenset(f.name for f in dataclasses.fields(POP3Config))
+def _section_values(section: str, cls: type[Any], table: Mapping[str, Any],
+                    convert: Mapping[str, Callable[[str, Any], Any]] | None = None
+                    ) -> dict[str, Any]:
+    """Check a table against the dataclass ``cls``: unknown keys are errors naming the key,
+    each value gets its default's type, or goes through ``convert[key]`` when given."""
+    defaults = cls()
+    names = frozenset(f.name for f in dataclasses.fields(cls))
     values: dict[str, Any] = {}
     for key, value in table.items():
+        name = f"{section}.{key}"
         if key not in names:
-            raise _unknown_key(f"pop3.{key}", names)
-        values[key] = _check_type(f"pop3.{key}", value, type(getattr(defaults, key)))
-    timeout = values.get("idle_timeout", defaults.idle_timeout)
+            raise _unknown_key(name, names)
+        if convert is not None and key in convert:
+            values[key] = convert[key](name, value)
+        else:
+            values[key] = _check_type(name, value, type(getattr(defaults, key)))
+    return values
+
+
+def _build_pop3(table: Mapping[str, Any]) -> POP3Config:
+    values = _section_values("pop3", POP3Config, table)
+    timeout = values.get("idle_timeout", POP3Config().idle_timeout)
     if not math.isfinite(timeout) or timeout < POP3_MIN_IDLE_TIMEOUT:
         raise ConfigError(f"pop3.idle_timeout: must be at least {POP3_MIN_IDLE_TIMEOUT:g} "
                           f"seconds (RFC 1939 §3), got {timeout}")
@@ -401,14 +414,7 @@ def _build_pop3(table: Mapping[str, Any]) -> POP3Config:
 
 
 def _build_imap(table: Mapping[str, Any]) -> IMAPConfig:
-    defaults = IMAPConfig()
-    names = frozenset(f.name for f in dataclasses.fields(IMAPConfig))
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in names:
-            raise _unknown_key(f"imap.{key}", names)
-        values[key] = _check_type(f"imap.{key}", value, type(getattr(defaults, key)))
-    config = IMAPConfig(**values)
+    config = IMAPConfig(**_section_values("imap", IMAPConfig, table))
     if not math.isfinite(config.idle_timeout) or config.idle_timeout < IMAP_MIN_IDLE_TIMEOUT:
         raise ConfigError(f"imap.idle_timeout: must be at least {IMAP_MIN_IDLE_TIMEOUT:g} "
                           f"seconds (RFC 9051 §5.4), got {config.idle_timeout}")
@@ -497,17 +503,8 @@ def _build_submission(table: Mapping[str, Any]) -> SubmissionConfig:
 
 
 def _build_mailauth(table: Mapping[str, Any]) -> MailAuthConfig:
-    defaults = MailAuthConfig()
-    names = frozenset(f.name for f in dataclasses.fields(MailAuthConfig))
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in names:
-            raise _unknown_key(f"mailauth.{key}", names)
-        if key == "trusted_networks":
-            values[key] = _networks(value)
-        else:
-            values[key] = _check_type(f"mailauth.{key}", value, type(getattr(defaults, key)))
-    config = MailAuthConfig(**values)
+    convert = {"trusted_networks": lambda _name, value: _networks(value)}
+    config = MailAuthConfig(**_section_values("mailauth", MailAuthConfig, table, convert))
     if config.max_verify_size <= 0:
         raise ConfigError("mailauth.max_verify_size: must be positive")
     if not _LABEL.fullmatch(config.dkim_selector):
