@@ -44,7 +44,7 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -81,6 +81,29 @@ class Cleanup:
 
 CLEANUP = Cleanup()
 atexit.register(CLEANUP.run_all)
+
+
+class BenchMain(Protocol):
+    def __call__(self, argv: list[str] | None = None) -> int: ...
+
+
+def bench_main(run: Callable[[list[str] | None], int]) -> BenchMain:
+    """The exit contract every benchmark shares: its own status (1 = a problem was found),
+    2 when a server could not be set up (BenchError), 130 on Ctrl-C; clean-up always runs."""
+
+    def main(argv: list[str] | None = None) -> int:
+        try:
+            return run(argv)
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted; cleaning up", file=sys.stderr)
+            return 130
+        finally:
+            CLEANUP.run_all()
+
+    return main
 
 
 def exit_cleanly_on_signals() -> None:

@@ -47,10 +47,9 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    CLEANUP,
     SCRATCH_ROOT,
-    BenchError,
     MailpostServer,
+    bench_main,
     exit_cleanly_on_signals,
     filesystem_type,
     format_table,
@@ -477,6 +476,7 @@ def versions(names: list[str]) -> dict[str, str | None]:
     return found
 
 
+@bench_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     exit_cleanly_on_signals()
@@ -491,51 +491,42 @@ def main(argv: list[str] | None = None) -> int:
     corpus = MessageCorpus(args.seed, args.median_size)
     password = secrets.token_urlsafe(16)
     appends = tuple(append_pool(args.seed))
-    try:
-        targets, boxes, cert = start_servers(names, args, corpus, password)
-        context = client_context(cert)
+    targets, boxes, cert = start_servers(names, args, corpus, password)
+    context = client_context(cert)
 
-        def plan_for(target: Target, literal_plus: bool) -> LoadPlan:
-            return LoadPlan("127.0.0.1", target.port, context, password, args.warmup,
-                            args.duration, args.headers, args.bodies, literal_plus, args.seed,
-                            appends)
+    def plan_for(target: Target, literal_plus: bool) -> LoadPlan:
+        return LoadPlan("127.0.0.1", target.port, context, password, args.warmup,
+                        args.duration, args.headers, args.bodies, literal_plus, args.seed,
+                        appends)
 
-        literal_plus = run_all(targets, plan_for, boxes, args)
-        summaries = {t.name: {n: summarise(t, n) for n in args.clients} for t in targets}
-        ratio = ratios(summaries)
-        problems = problems_found(targets, summaries)
-        print(report(targets, summaries, ratio, literal_plus, args))
-        for problem in problems:
-            print(f"PROBLEM: {problem}")
-        path = write_results("imap_load", {
-            "benchmark": "imap_load",
-            "machine": info,
-            "parameters": {"messages": args.messages, "clients": args.clients,
-                           "repetitions": args.repetitions, "duration_s": args.duration,
-                           "warmup_s": args.warmup, "headers": args.headers,
-                           "bodies": args.bodies, "literal_plus": literal_plus,
-                           "append_sizes": sorted(len(m) for m in appends),
-                           "seed": args.seed, "median_size": args.median_size,
-                           "scratch_dir": str(SCRATCH_ROOT), "scratch_filesystem": scratch_fs},
-            "versions": versions(names),
-            "mailboxes": {"octets_per_user": [box.octets for box in boxes]},
-            "auth": AUTH_NOTES,
-            "servers": {t.name: {"first_sessions": t.first_sessions, "runs": t.runs,
-                                 "summary": summaries[t.name]} for t in targets},
-            "ratio_mailpost_over_dovecot": ratio,
-            "target_ratio": TARGET,
-            "problems": problems,
-        })
-        print(f"results written to {path}")
-        return 1 if problems else 0
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        CLEANUP.run_all()
+    literal_plus = run_all(targets, plan_for, boxes, args)
+    summaries = {t.name: {n: summarise(t, n) for n in args.clients} for t in targets}
+    ratio = ratios(summaries)
+    problems = problems_found(targets, summaries)
+    print(report(targets, summaries, ratio, literal_plus, args))
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    path = write_results("imap_load", {
+        "benchmark": "imap_load",
+        "machine": info,
+        "parameters": {"messages": args.messages, "clients": args.clients,
+                       "repetitions": args.repetitions, "duration_s": args.duration,
+                       "warmup_s": args.warmup, "headers": args.headers,
+                       "bodies": args.bodies, "literal_plus": literal_plus,
+                       "append_sizes": sorted(len(m) for m in appends),
+                       "seed": args.seed, "median_size": args.median_size,
+                       "scratch_dir": str(SCRATCH_ROOT), "scratch_filesystem": scratch_fs},
+        "versions": versions(names),
+        "mailboxes": {"octets_per_user": [box.octets for box in boxes]},
+        "auth": AUTH_NOTES,
+        "servers": {t.name: {"first_sessions": t.first_sessions, "runs": t.runs,
+                             "summary": summaries[t.name]} for t in targets},
+        "ratio_mailpost_over_dovecot": ratio,
+        "target_ratio": TARGET,
+        "problems": problems,
+    })
+    print(f"results written to {path}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

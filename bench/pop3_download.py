@@ -46,10 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    CLEANUP,
     SCRATCH_ROOT,
-    BenchError,
     MailpostServer,
+    bench_main,
     exit_cleanly_on_signals,
     filesystem_type,
     format_table,
@@ -401,6 +400,7 @@ def print_preamble(info: dict[str, Any], scratch_fs: str, args: argparse.Namespa
           f"{args.repetitions} repetition(s)", flush=True)
 
 
+@bench_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     exit_cleanly_on_signals()
@@ -410,47 +410,38 @@ def main(argv: list[str] | None = None) -> int:
     print_preamble(info, scratch_fs, args, names)
     corpus = MessageCorpus(args.seed, args.median_size)
     password = secrets.token_urlsafe(16)
-    try:
-        targets, boxes, cert = start_servers(names, args, corpus, password)
-        context = client_context(cert)
+    targets, boxes, cert = start_servers(names, args, corpus, password)
+    context = client_context(cert)
 
-        def plan_for(target: Target) -> ClientPlan:
-            return ClientPlan("127.0.0.1", target.port, context, password, args.window,
-                              args.delete, args.session_timeout)
+    def plan_for(target: Target) -> ClientPlan:
+        return ClientPlan("127.0.0.1", target.port, context, password, args.window,
+                          args.delete, args.session_timeout)
 
-        run_all(targets, plan_for, boxes, args)
-        summaries = {t.name: {n: summarise(t, n) for n in args.users} for t in targets}
-        ratio = ratios(summaries)
-        problems = problems_found(targets, summaries)
-        print(report(targets, summaries, ratio, args))
-        for problem in problems:
-            print(f"PROBLEM: {problem}")
-        path = write_results("pop3_download", {
-            "benchmark": "pop3_download",
-            "machine": info,
-            "parameters": {"messages": args.messages, "users": args.users,
-                           "repetitions": args.repetitions, "window": args.window,
-                           "delete": args.delete, "seed": args.seed,
-                           "median_size": args.median_size, "sample_every": SAMPLE_EVERY,
-                           "scratch_dir": str(SCRATCH_ROOT), "scratch_filesystem": scratch_fs},
-            "versions": versions(names),
-            "mailboxes": {"octets_per_user": [box.octets for box in boxes]},
-            "auth": AUTH_NOTES,
-            "servers": {t.name: {"first_download": t.first_download, "runs": t.runs,
-                                 "summary": summaries[t.name]} for t in targets},
-            "ratio_mailpost_over_dovecot": ratio,
-            "problems": problems,
-        })
-        print(f"results written to {path}")
-        return 1 if problems else 0
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        CLEANUP.run_all()
+    run_all(targets, plan_for, boxes, args)
+    summaries = {t.name: {n: summarise(t, n) for n in args.users} for t in targets}
+    ratio = ratios(summaries)
+    problems = problems_found(targets, summaries)
+    print(report(targets, summaries, ratio, args))
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    path = write_results("pop3_download", {
+        "benchmark": "pop3_download",
+        "machine": info,
+        "parameters": {"messages": args.messages, "users": args.users,
+                       "repetitions": args.repetitions, "window": args.window,
+                       "delete": args.delete, "seed": args.seed,
+                       "median_size": args.median_size, "sample_every": SAMPLE_EVERY,
+                       "scratch_dir": str(SCRATCH_ROOT), "scratch_filesystem": scratch_fs},
+        "versions": versions(names),
+        "mailboxes": {"octets_per_user": [box.octets for box in boxes]},
+        "auth": AUTH_NOTES,
+        "servers": {t.name: {"first_download": t.first_download, "runs": t.runs,
+                             "summary": summaries[t.name]} for t in targets},
+        "ratio_mailpost_over_dovecot": ratio,
+        "problems": problems,
+    })
+    print(f"results written to {path}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

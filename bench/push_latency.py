@@ -50,8 +50,8 @@ from importlib import metadata
 from typing import Any
 
 from common import (
-    CLEANUP,
     BenchError,
+    bench_main,
     exit_cleanly_on_signals,
     format_table,
     git_describe,
@@ -494,48 +494,40 @@ def run_server(name: str, plan: Plan, args: argparse.Namespace, password: str,
     return result
 
 
+@bench_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     exit_cleanly_on_signals()
     names = [args.only] if args.only else list(SERVERS)
     most = max([args.spread_idlers, *args.fanout])
     info = machine_info()
-    try:
-        limit = raise_open_files(most + 1000)
-        print(f"machine: {info['cores']} cores, {info['cpu_model']}, Python {info['python']}, "
-              f"load {info['load_average_at_start']}; open-files limit {limit}")
-        print(f"servers: {', '.join(names)}; spread {args.spread_idlers} idlers over "
-              f"{args.spread_accounts} accounts, {args.deliveries} deliveries; fan-out "
-              f"{args.fanout}", flush=True)
-        from mailpost.auth.passwords import hash_password
-        password = secrets.token_urlsafe(16)
-        password_hash = hash_password(password)
-        plan = Plan(args.spread_accounts, args.messages, args.fanout_messages, most)
-        tls: dict[str, Any] = {}
-        results = {name: run_server(name, plan, args, password, password_hash, tls)
-                   for name in names}
-        print(report(results, args))
-        for name, result in results.items():
-            for shape, text in result["server_log"].items():
-                if not text.startswith("(no errors"):
-                    print(f"{name} log after {shape}:\n{text}")
-        problems = problems_found(results)
-        for problem in problems:
-            print(f"PROBLEM: {problem}")
-        parameters = {key: value for key, value in vars(args).items() if key != "context"}
-        path = write_results("push_latency", {
-            "benchmark": "push_latency", "machine": info, "parameters": parameters,
-            "versions": versions(names), "servers": results, "problems": problems})
-        print(f"results written to {path}")
-        return 1 if problems else 0
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        CLEANUP.run_all()
+    limit = raise_open_files(most + 1000)
+    print(f"machine: {info['cores']} cores, {info['cpu_model']}, Python {info['python']}, "
+          f"load {info['load_average_at_start']}; open-files limit {limit}")
+    print(f"servers: {', '.join(names)}; spread {args.spread_idlers} idlers over "
+          f"{args.spread_accounts} accounts, {args.deliveries} deliveries; fan-out "
+          f"{args.fanout}", flush=True)
+    from mailpost.auth.passwords import hash_password
+    password = secrets.token_urlsafe(16)
+    password_hash = hash_password(password)
+    plan = Plan(args.spread_accounts, args.messages, args.fanout_messages, most)
+    tls: dict[str, Any] = {}
+    results = {name: run_server(name, plan, args, password, password_hash, tls)
+               for name in names}
+    print(report(results, args))
+    for name, result in results.items():
+        for shape, text in result["server_log"].items():
+            if not text.startswith("(no errors"):
+                print(f"{name} log after {shape}:\n{text}")
+    problems = problems_found(results)
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    parameters = {key: value for key, value in vars(args).items() if key != "context"}
+    path = write_results("push_latency", {
+        "benchmark": "push_latency", "machine": info, "parameters": parameters,
+        "versions": versions(names), "servers": results, "problems": problems})
+    print(f"results written to {path}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -40,10 +40,10 @@ from importlib import metadata
 from typing import Any, TypeVar
 
 from common import (
-    CLEANUP,
     SCRATCH_ROOT,
     BenchError,
     MailpostServer,
+    bench_main,
     exit_cleanly_on_signals,
     filesystem_type,
     format_table,
@@ -387,6 +387,7 @@ def print_preamble(info: dict[str, Any], scratch_fs: str, args: argparse.Namespa
               "so the numbers overstate both servers", flush=True)
 
 
+@bench_main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     exit_cleanly_on_signals()
@@ -396,44 +397,35 @@ def main(argv: list[str] | None = None) -> int:
     print_preamble(info, scratch_fs, args, names)
     mailpost: MailpostServer | None = None
     targets: list[Target] = []
-    try:
-        if "mailpost" in names:
-            target, mailpost = start_mailpost(max(args.connections))
-            targets.append(target)
-        if "postfix" in names:
-            targets.append(start_postfix()[0])
-        run_all(targets, args)
-        summaries = {t.name: {c: summarise(t, c) for c in args.connections} for t in targets}
-        ratio = ratios(summaries)
-        checks = consistency(targets, mailpost)
-        problems = problems_found(summaries, checks)
-        print(report(summaries, ratio, args))
-        for problem in problems:
-            print(f"PROBLEM: {problem}")
-        path = write_results("smtp_ingest", {
-            "benchmark": "smtp_ingest",
-            "machine": info,
-            "parameters": {"message_size": args.size, "warmup_s": args.warmup,
-                           "duration_s": args.duration, "repetitions": args.repetitions,
-                           "connections": args.connections, "scratch_dir": str(SCRATCH_ROOT),
-                           "scratch_filesystem": scratch_fs},
-            "versions": versions(names),
-            "servers": {t.name: {"durability": t.durability, "runs": t.runs,
-                                 "summary": summaries[t.name]} for t in targets},
-            "ratio_mailpost_over_postfix": ratio,
-            "consistency": checks,
-            "problems": problems,
-        })
-        print(f"results written to {path}")
-        return 1 if problems else 0
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        CLEANUP.run_all()
+    if "mailpost" in names:
+        target, mailpost = start_mailpost(max(args.connections))
+        targets.append(target)
+    if "postfix" in names:
+        targets.append(start_postfix()[0])
+    run_all(targets, args)
+    summaries = {t.name: {c: summarise(t, c) for c in args.connections} for t in targets}
+    ratio = ratios(summaries)
+    checks = consistency(targets, mailpost)
+    problems = problems_found(summaries, checks)
+    print(report(summaries, ratio, args))
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    path = write_results("smtp_ingest", {
+        "benchmark": "smtp_ingest",
+        "machine": info,
+        "parameters": {"message_size": args.size, "warmup_s": args.warmup,
+                       "duration_s": args.duration, "repetitions": args.repetitions,
+                       "connections": args.connections, "scratch_dir": str(SCRATCH_ROOT),
+                       "scratch_filesystem": scratch_fs},
+        "versions": versions(names),
+        "servers": {t.name: {"durability": t.durability, "runs": t.runs,
+                             "summary": summaries[t.name]} for t in targets},
+        "ratio_mailpost_over_postfix": ratio,
+        "consistency": checks,
+        "problems": problems,
+    })
+    print(f"results written to {path}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
