@@ -240,6 +240,72 @@ async def test_retr_adds_seen_and_keeps_other_flags(setup: Setup) -> None:
     assert stored.flags == {"$Forwarded", "\\Seen"}
 
 
+class CountingBlobs:
+    """Passes body reads through to the real store, counting the calls of each kind."""
+
+    def __init__(self, blobs: Any) -> None:
+        self._blobs = blobs
+        self.reads = 0
+        self.batches: list[int] = []
+
+    async def read(self, ref: Any, start: int = 0, end: int | None = None) -> bytes:
+        self.reads += 1
+        data: bytes = await self._blobs.read(ref, start, end)
+        return data
+
+    async def read_many(self, refs: Sequence[Any]) -> dict[str, bytes]:
+        self.batches.append(len(refs))
+        found: dict[str, bytes] = await self._blobs.read_many(refs)
+        return found
+
+
+READY = b"Subject: ready\r\n\r\nplain\r\n"
+NEEDS_WORK = [b"Subject: dots\r\n\r\n.dot line\r\n", b"Subject: bare\n\nbare lf\n"]
+
+
+async def test_pipelined_retr_lines_are_read_in_one_store_call_and_sent_byte_exact(
+        setup: Setup) -> None:
+    bodies = [READY, *NEEDS_WORK, READY]
+    for body in bodies:
+        await setup.deliver(body)
+    spy = FlakyStore(setup.store, set())
+    spy.blobs = counting = CountingBlobs(setup.store.blobs)  # type: ignore[attr-defined]
+    retrs = b"".join(b"RETR %d\r\n" % number for number in range(1, 5))
+    session, connection = setup.session([LOGIN + retrs + b"QUIT\r\n"], store=spy)
+    await session.run()
+    assert counting.batches == [4] and counting.reads == 0
+    wire = bytes(connection.output)
+    expected = [b"Subject: ready\r\n\r\nplain\r\n.\r\n",
+                b"Subject: dots\r\n\r\n..dot line\r\n.\r\n",
+                b"Subject: bare\r\n\r\nbare lf\r\n.\r\n",
+                b"Subject: ready\r\n\r\nplain\r\n.\r\n"]
+    responses = [f"+OK {len(body)} octets\r\n".encode() + sent
+                 for body, sent in zip(bodies, expected)]
+    assert b"".join(responses) in wire
+    assert session.read_ahead == {}
+    assert all("\\Seen" in meta.flags for meta in await setup.inbox())
+
+
+async def test_a_message_expunged_before_the_batch_read_is_err_and_the_rest_arrive(
+        setup: Setup) -> None:
+    for _ in range(3):
+        await setup.deliver()
+    session, connection = setup.session([LOGIN, b"RETR 1\r\nRETR 2\r\nRETR 3\r\nQUIT\r\n"])
+    original_read = connection.read
+
+    async def expunge_then_read(timeout: float) -> bytes:
+        if len(connection.reads) == 1:  # logged in: another session removes message 2
+            [_, second, _] = await setup.inbox()
+            await setup.store.expunge(second.mailbox_id, [second.uid])
+        return await original_read(timeout)
+
+    connection.read = expunge_then_read  # type: ignore[method-assign]
+    await session.run()
+    lines = connection.lines()
+    assert lines.count(f"+OK {len(MESSAGE)} octets".encode()) == 2
+    assert b"-ERR no such message: it was removed by another session" in lines
+
+
 async def test_connection_loss_releases_the_lock_and_deletes_nothing(setup: Setup) -> None:
     await setup.deliver()
     session, _ = setup.session([LOGIN + b"DELE 1\r\n", ConnectionLost("reset")])

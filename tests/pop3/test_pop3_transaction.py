@@ -215,3 +215,21 @@ def test_pipelined_commands_are_answered_in_order() -> None:
     assert wire == (b"+OK welcome\r\n+OK welcome\r\n+OK 1 42\r\n+OK listing follows\r\n1 42\r\n"
                     b".\r\n+OK message follows\r\n" + BODY.replace(b"\n.", b"\n..")
                     + b".\r\n+OK\r\n+OK bye\r\n")
+
+
+def test_pipelined_retrievals_name_the_waiting_retr_lines_without_consuming_them() -> None:
+    proto = logged_in()
+    proto.receive_data(b"RETR 1\r\nRETR 2\r\nretr 3\r\nDELE 1\r\nRETR 4\r\nRETR 5")
+    assert proto.next_event() == ev.Retr(1)
+    assert proto.pipelined_retrievals(10) == [2, 3]  # stops at DELE
+    assert proto.pipelined_retrievals(1) == [2]
+    proto.send(replies.err("no such message"))
+    assert proto.next_event() == ev.Retr(2)  # the hint consumed nothing
+    assert proto.pipelined_retrievals(10) == [3]
+
+
+def test_no_pipelined_retrievals_before_login() -> None:
+    proto = POP3ServerProtocol(tls_active=True)
+    proto.receive_data(b"CAPA\r\nRETR 1\r\n")
+    assert proto.next_event() == ev.Capa()
+    assert proto.pipelined_retrievals(10) == []

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from mailpost.store.interface import MailStore
+from mailpost.store.sqlite.schema import MIGRATIONS
 from mailpost.store.types import BlobRef, MailboxInfo
 
 
@@ -32,3 +35,13 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
             return False
         await asyncio.sleep(0.01)
     return True
+
+
+def database_at_version(data_dir: Path, version: int) -> sqlite3.Connection:
+    """Create ``data_dir`` with a SQLite database as schema ``version`` left it (to test the
+    migrations after it); the caller adds rows and closes the connection."""
+    data_dir.mkdir()
+    conn = sqlite3.connect(data_dir / "mailpost.db", isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:version], start=1):
+        conn.executescript(f"{script}\nPRAGMA user_version = {number};")
+    return conn

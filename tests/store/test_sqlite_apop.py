@@ -8,12 +8,11 @@ from pathlib import Path
 from mailpost.bus import LocalBus
 from mailpost.store.sqlite import SQLiteStore
 from mailpost.store.sqlite.schema import MIGRATIONS
+from tests.store.helpers import database_at_version
 
 
 def _database_at_version_3(data_dir: Path) -> None:
-    data_dir.mkdir()
-    conn = sqlite3.connect(data_dir / "mailpost.db", isolation_level=None)
-    conn.executescript("\n".join(MIGRATIONS[:3]) + "\nPRAGMA user_version = 3;")
+    conn = database_at_version(data_dir, 3)
     conn.executescript("""
         INSERT INTO domains (name) VALUES ('example.org');
         INSERT INTO accounts (address, domain, password_hash)

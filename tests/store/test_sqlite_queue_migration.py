@@ -8,14 +8,12 @@ from pathlib import Path
 from mailpost.bus import LocalBus
 from mailpost.store.sqlite import SQLiteStore
 from mailpost.store.sqlite.schema import MIGRATIONS
+from tests.store.helpers import database_at_version
 
 
 async def test_version_4_queue_gains_delay_warned(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    conn = sqlite3.connect(data_dir / "mailpost.db", isolation_level=None)
-    for version, script in enumerate(MIGRATIONS[:4], start=1):
-        conn.executescript(f"{script}\nPRAGMA user_version = {version};")
+    conn = database_at_version(data_dir, 4)
     conn.executescript("""
         INSERT INTO queue (sender, blob_id, blob_size, created, next_attempt)
              VALUES ('a@example.org', 'blob', 10, 1000.0, 1000.0);

@@ -19,7 +19,7 @@ from mailpost.store.types import (
     OutboundEnvelope,
     OutboundRecipient,
 )
-from tests.store.helpers import mailbox, put_body
+from tests.store.helpers import database_at_version, mailbox, put_body
 
 WHEN = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 
@@ -118,9 +118,7 @@ async def test_quota_uses_the_counters(sqlite_store: SQLiteStore, data_dir: Path
 
 
 async def test_migration_initialises_the_counters(data_dir: Path) -> None:
-    data_dir.mkdir()
-    conn = sqlite3.connect(data_dir / "mailpost.db", isolation_level=None)
-    conn.executescript(MIGRATIONS[0] + "\nPRAGMA user_version = 1;")
+    conn = database_at_version(data_dir, 1)
     conn.executescript("""
         INSERT INTO domains (name) VALUES ('example.org');
         INSERT INTO accounts (address, domain, password_hash)

@@ -102,6 +102,8 @@ COMMAND_LINE_LIMIT = 255  # RFC 2449 §4, CRLF included
 # "AUTH " is known to LineReader already; an APOP line carries an address of up to 254 octets.
 _LONG_ARGUMENT_PREFIXES = (b"USER ", b"PASS ", b"APOP ")
 # RFC 1939 §7: the timestamp is an RFC 822 msg-id, "<" local "@" domain ">", no space inside.
+# A complete, well-formed RETR line still waiting in the buffer (the read-ahead hint).
+_PIPELINED_RETR = re.compile(rb"RETR ([0-9]{1,9})\r\n", re.IGNORECASE)
 _TIMESTAMP = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
 
 NextEvent = Event | Sentinel
@@ -203,6 +205,27 @@ class POP3ServerProtocol:
         """Bytes received and not yet consumed (bounded; see the module docstring)."""
         return len(self._buffer)
 
+    def pipelined_retrievals(self, limit: int) -> list[int]:
+        """Message numbers of the complete ``RETR n`` lines waiting in the buffer behind the
+        command being answered, in order, at most ``limit``; the scan stops at the first line
+        of another kind.
+
+        A hint for reading ahead (RFC 2449 §6.6 PIPELINING): the session may fetch those
+        messages in one store call. Every line is still parsed and answered in its turn, so a
+        hint that turns out wrong costs a wasted read, never a wrong reply.
+        """
+        if self._state is not State.TRANSACTION or self._lines.discarding:
+            return []
+        numbers: list[int] = []
+        buffer, position = self._buffer, 0
+        while len(numbers) < limit:
+            match = _PIPELINED_RETR.match(buffer, position)
+            if match is None:
+                break
+            numbers.append(int(match[1]))
+            position = match.end()
+        return numbers
+
     def capabilities(self, mechanisms: tuple[str, ...]) -> Reply:
         """The CAPA response for the current state (RFC 2449 §5), offering these SASL
         mechanisms (the session's, so that this module needs nothing from ``auth``)."""
@@ -278,11 +301,12 @@ class POP3ServerProtocol:
             self._close()
         return wire
 
-    def send_body(self, data: bytes) -> bytes:
-        """Encode the next piece of the RETR/TOP message (dot-stuffed, CRLF-only)."""
+    def send_body(self, data: bytes, *, wire_ready: bool = False) -> bytes:
+        """Encode the next piece of the RETR/TOP message (dot-stuffed, CRLF-only);
+        ``wire_ready`` as in :meth:`~mailpost.pop3.body.BodyEncoder.feed`."""
         if self._body is None:
             raise LocalProtocolError("no RETR/TOP body is open")
-        return self._body.feed(data)
+        return self._body.feed(data, wire_ready=wire_ready)
 
     def end_body(self) -> bytes:
         """Finish the body: the last CRLF if it lacked one, and the ``.CRLF`` terminator."""

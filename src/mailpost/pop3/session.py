@@ -73,6 +73,10 @@ READ_CHUNK = 64 * 1024
 WHOLE_MESSAGE_MAX = 256 * 1024
 # Queued output is handed to the connection once it exceeds this (bounded memory).
 OUTPUT_HIGH_WATER = 256 * 1024
+# RETR lines that have already arrived behind the one being answered are read from the store
+# in the same call, up to this many messages and octets (PIPELINING clients send a window).
+READ_AHEAD_MESSAGES = 32
+READ_AHEAD_BYTES = 1024 * 1024
 
 TOO_MANY_FAILURES = err("too many failures, try again later", "AUTH", close=True)
 INVALID_CREDENTIALS = err("invalid user name or password", "AUTH")
@@ -133,6 +137,8 @@ class POP3Session:
         # RETR'd messages whose \Seen is not yet stored: written in one transaction per
         # pipelined batch instead of one per message.
         self.pending_seen: list[MessageMeta] = []
+        # Bodies read ahead for RETR lines already received: message number -> octets.
+        self.read_ahead: dict[int, bytes] = {}
 
     # -- the I/O loop ---------------------------------------------------------------------
 
@@ -218,6 +224,8 @@ class POP3Session:
     async def transaction(self, event: ev.Event) -> Reply | None:
         drop = self.maildrop
         assert drop is not None, "the machine allows these commands only after login"
+        if self.read_ahead and not isinstance(event, ev.Retr):
+            self.read_ahead.clear()  # read-ahead covers only an unbroken run of RETR lines
         match event:
             case ev.Stat():
                 count, size = drop.stat()
@@ -355,7 +363,7 @@ class POP3Session:
             return replies.NO_SUCH_MESSAGE
         try:
             if meta.size <= WHOLE_MESSAGE_MAX:
-                await self.send_whole(meta)
+                await self.send_whole(await self.whole_body(drop, msg, meta, lines is None), meta)
             else:
                 await self.send_streamed(meta)
         except NotFound:
@@ -367,10 +375,45 @@ class POP3Session:
             self.pending_seen.append(meta)
         return None
 
-    async def send_whole(self, meta: MessageMeta) -> None:
-        body = await self.store.blobs.read(meta.blob_id)  # raises before anything is sent
+    async def whole_body(self, drop: Maildrop, msg: int, meta: MessageMeta,
+                         retr: bool) -> bytes:
+        """The body of message ``msg``: read ahead already, or read now together with those
+        of the RETR lines waiting behind this one (one store call for a pipelined batch)."""
+        body = self.read_ahead.pop(msg, None)
+        if body is not None:
+            return body
+        wanted = {msg: meta}
+        if retr:
+            wanted |= self.pipelined_messages(drop, READ_AHEAD_BYTES - meta.size)
+        if len(wanted) == 1:
+            return await self.store.blobs.read(meta.blob_id)
+        bodies = await self.store.blobs.read_many([other.blob_id for other in wanted.values()])
+        for number, other in wanted.items():
+            found = bodies.get(other.blob_id)
+            if number != msg and found is not None:
+                self.read_ahead[number] = found
+        body = bodies.get(meta.blob_id)
+        if body is None:
+            raise NotFound(f"message {msg} has no body")
+        return body
+
+    def pipelined_messages(self, drop: Maildrop, budget: int) -> dict[int, MessageMeta]:
+        """The messages that RETR lines already received ask for next, within ``budget``
+        octets (a message that is gone, or too large to be sent whole, is not read ahead)."""
+        wanted: dict[int, MessageMeta] = {}
+        for number in self.proto.pipelined_retrievals(READ_AHEAD_MESSAGES):
+            meta = drop.get(number)
+            if meta is None or meta.size > WHOLE_MESSAGE_MAX:
+                continue
+            if meta.size > budget:
+                break
+            wanted[number] = meta
+            budget -= meta.size
+        return wanted
+
+    async def send_whole(self, body: bytes, meta: MessageMeta) -> None:
         await self.send(Reply(True, f"{meta.size} octets", streamed=True))
-        self.output += self.proto.send_body(body)
+        self.output += self.proto.send_body(body, wire_ready=meta.wire_ready)
         self.output += self.proto.end_body()
         if len(self.output) >= OUTPUT_HIGH_WATER:
             await self.flush()

@@ -60,7 +60,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -244,6 +244,16 @@ class FileBlobStore:
             raise StoreUnavailable("the store is closed") from exc
         return await future
 
+    async def read_many(self, refs: Sequence[BlobRef | str]) -> dict[str, bytes]:
+        ids = (ref.id if isinstance(ref, BlobRef) else ref for ref in refs)
+        paths = {blob_id: self.path_of(blob_id) for blob_id in ids if is_file_blob_id(blob_id)}
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._executor, read_existing, paths)
+        except RuntimeError as exc:  # the pool is shut down
+            raise StoreUnavailable("the store is closed") from exc
+        return await future
+
     def open(self, ref: BlobRef | str) -> BinaryIO:
         try:
             return open(self.path_of(ref), "rb")
@@ -307,6 +317,17 @@ class FileBlobStore:
     @property
     def executor(self) -> ThreadPoolExecutor:
         return self._executor
+
+
+def read_existing(paths: dict[str, Path]) -> dict[str, bytes]:
+    """Blocking: the whole files among ``paths`` (blob id -> path) that exist."""
+    found: dict[str, bytes] = {}
+    for blob_id, path in paths.items():
+        try:
+            found[blob_id] = _read_range(path, 0, None)
+        except NotFound:
+            continue
+    return found
 
 
 def _read_range(path: Path, start: int, end: int | None) -> bytes:

@@ -76,6 +76,11 @@ class BlobStore(Protocol):
         """Open a body for reading in chunks; blocking, so call it in a worker thread (POP3
         RETR, IMAP BODY[] of large messages). Raises NotFound."""
 
+    async def read_many(self, refs: Sequence[BlobRef | str]) -> dict[str, bytes]:
+        """Whole bodies of several messages in one store call, by blob id (a POP3 client's
+        pipelined RETRs cost one round trip to the storage instead of one each). A body that
+        no longer exists is simply missing from the result; other failures raise StoreError."""
+
     def free_space(self) -> int:
         """Bytes free on the volume that holds the bodies (for 452 4.3.1 checks)."""
 

@@ -30,6 +30,9 @@ class BlobRef:
 
     id: str
     size: int
+    # CRLF lines only, no line starting with ".": a POP3/SMTP sender may put it on the wire
+    # unchanged (see store.lineform). False also means "not known".
+    wire_ready: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,8 @@ class MessageMeta:
     blob_id: str
     # Stable across COPY/MOVE of the same stored body within an account (RFC 8474 EMAILID).
     email_id: str = ""
+    # The body's BlobRef.wire_ready, kept with the message.
+    wire_ready: bool = False
 
 
 class FlagMode(enum.Enum):

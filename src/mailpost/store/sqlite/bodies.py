@@ -44,10 +44,12 @@ leaves the map only after the commit that put it in the table, so one of the two
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import BinaryIO
 
 from mailpost.store.blobs import (
@@ -55,14 +57,19 @@ from mailpost.store.blobs import (
     FileBlobStore,
     FileBlobWriter,
     blob_id_of,
+    is_file_blob_id,
     is_inline_blob_id,
     new_inline_blob_id,
+    read_existing,
 )
 from mailpost.store.errors import NotFound, StoreUnavailable
+from mailpost.store.lineform import WireFormCheck
 from mailpost.store.sqlite.reader import ReadPool
 from mailpost.store.types import BlobRef
 
 # A finished body nobody referenced for this long was abandoned by its session.
+# Stays well below SQLite's bound on host parameters in one statement (999 in old builds).
+_IDS_PER_SELECT = 500
 PENDING_TTL = 300.0
 # At most this many bytes of finished, unreferenced inline bodies are held in memory.
 PENDING_BUDGET = 64 * 1024 * 1024
@@ -158,6 +165,29 @@ class BodyStore:
         return await self._reads.run(lambda conn: read_inline(conn, blob_id, start, end),
                                      single_statement=True)
 
+    async def read_many(self, refs: Sequence[BlobRef | str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        inline: list[str] = []
+        files: dict[str, Path] = {}
+        for ref in refs:
+            blob_id = ref.id if isinstance(ref, BlobRef) else ref
+            if is_file_blob_id(blob_id):
+                files[blob_id] = self._files.path_of(blob_id)
+            elif is_inline_blob_id(blob_id):
+                data = self._pending.get(blob_id)
+                if data is None:
+                    inline.append(blob_id)
+                else:
+                    found[blob_id] = data
+        if inline or files:
+            # One hop to a reader thread for all of them: the rows in one SELECT, the files
+            # in the same thread. Bodies never change once stored, so no transaction is
+            # needed to read several of them consistently.
+            found.update(await self._reads.run(
+                lambda conn: read_inline_many(conn, inline) | read_existing(files),
+                single_statement=True))
+        return found
+
     def open(self, ref: BlobRef | str) -> BinaryIO:
         blob_id = blob_id_of(ref)
         if not is_inline_blob_id(blob_id):
@@ -217,6 +247,17 @@ def read_inline(conn: sqlite3.Connection, blob_id: str, start: int, end: int | N
     return bytes(row[0] or b"")
 
 
+def read_inline_many(conn: sqlite3.Connection, blob_ids: Sequence[str]) -> dict[str, bytes]:
+    """The stored inline bodies among ``blob_ids`` (one SELECT per batch of ids)."""
+    found: dict[str, bytes] = {}
+    for first in range(0, len(blob_ids), _IDS_PER_SELECT):
+        batch = blob_ids[first:first + _IDS_PER_SELECT]
+        marks = ",".join("?" * len(batch))
+        rows = conn.execute(f"SELECT id, data FROM inline_bodies WHERE id IN ({marks})", batch)
+        found.update((row[0], bytes(row[1] or b"")) for row in rows)
+    return found
+
+
 def _slice(data: bytes, start: int, end: int | None) -> bytes:
     start = max(0, start)
     return data[start:] if end is None else data[start:max(start, end)]
@@ -236,6 +277,7 @@ class BodyWriter:
         self._file: FileBlobWriter | None = None
         self._state = "open"  # open -> done | aborted (while no file writer exists)
         self._inline_id: str | None = None
+        self._form = WireFormCheck()  # every octet passes here, whichever kind it becomes
 
     @property
     def size(self) -> int:
@@ -245,6 +287,7 @@ class BodyWriter:
         if self._file is not None:
             self._file.write(data)
             self._size += len(data)
+            self._form.feed(data)
             return
         if self._state != "open":
             raise StoreUnavailable(f"body writer is {self._state}")
@@ -252,6 +295,7 @@ class BodyWriter:
             return
         self._chunks.append(bytes(data))
         self._size += len(data)
+        self._form.feed(data)
         if self._size > SPILL_THRESHOLD:
             self._to_file()
 
@@ -263,11 +307,11 @@ class BodyWriter:
             blob_id = self._store.pending.add(data)
             if blob_id is not None:
                 self._state, self._inline_id = "done", blob_id
-                return BlobRef(blob_id, len(data))
+                return BlobRef(blob_id, len(data), self._form.ready)
             self._chunks.append(data)  # over the memory budget: store it as a file
             self._to_file()
         assert self._file is not None
-        return await self._file.finish()
+        return dataclasses.replace(await self._file.finish(), wire_ready=self._form.ready)
 
     def abort(self) -> None:
         if self._file is not None:

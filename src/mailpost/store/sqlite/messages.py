@@ -90,9 +90,9 @@ def insert_message(ctx: WriteContext, mailbox: MailboxRow, blob: BlobRef,
     uid, modseq = advance(ctx.conn, mailbox.id, 1)
     cursor = ctx.conn.execute(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, seen, internal_date, size,"
-        " blob_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING " + MESSAGE_COLUMNS,
+        " blob_id, wire_ready) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING " + MESSAGE_COLUMNS,
         (mailbox.id, uid, modseq, encode_flags(flags), int(SEEN in flags),
-         date_text(internal_date), blob.size, blob.id))
+         date_text(internal_date), blob.size, blob.id, int(blob.wire_ready)))
     meta = message_meta(cursor.fetchone())
     ctx.publish(Change(mailbox.account_id, mailbox.id, modseq, ChangeKind.MESSAGE_NEW,
                        mailbox.name))
@@ -167,8 +167,8 @@ def copy(ctx: WriteContext, source_id: int, uids: Sequence[int], target_id: int,
     pairs = [(row["uid"], first_uid + index) for index, row in enumerate(rows)]
     ctx.conn.executemany(
         "INSERT INTO messages (mailbox_id, uid, modseq, flags, seen, internal_date, size,"
-        " blob_id, email_id) SELECT ?, ?, ?, flags, seen, internal_date, size, blob_id,"
-        " COALESCE(email_id, id) FROM messages WHERE id = ?",
+        " blob_id, email_id, wire_ready) SELECT ?, ?, ?, flags, seen, internal_date, size,"
+        " blob_id, COALESCE(email_id, id), wire_ready FROM messages WHERE id = ?",
         [(target_id, new_uid, modseq, row["id"]) for row, (_, new_uid) in zip(rows, pairs)])
     ctx.publish(Change(target.account_id, target_id, modseq, ChangeKind.MESSAGE_NEW,
                        target.name))

@@ -18,7 +18,8 @@ from mailpost.store.errors import NotFound
 from mailpost.store.sqlite.names import decode_flags
 from mailpost.store.types import MailboxInfo, MessageMeta
 
-MESSAGE_COLUMNS = "mailbox_id, uid, modseq, flags, internal_date, size, blob_id, id, email_id"
+MESSAGE_COLUMNS = ("mailbox_id, uid, modseq, flags, internal_date, size, blob_id, id, email_id,"
+                   " wire_ready")
 
 MAILBOX_INFO_QUERY = """
 SELECT m.id, m.account_id, m.name, m.special_use, m.uidvalidity, m.uidnext, m.highest_modseq,
@@ -81,6 +82,7 @@ def message_meta(row: sqlite3.Row, *, flags: frozenset[str] | None = None,
         size=row["size"],
         blob_id=row["blob_id"],
         email_id=email_id_text(origin),
+        wire_ready=bool(row["wire_ready"]),
     )
 
 

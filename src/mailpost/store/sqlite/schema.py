@@ -232,9 +232,15 @@ _DELAY_WARNED_V5 = """
 ALTER TABLE queue ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;
 """
 
+# Version 6: whether a message's body can be sent as it is (see mailpost.store.lineform);
+# messages stored before are "not known" and take the checking path.
+_WIRE_READY_V6 = """
+ALTER TABLE messages ADD COLUMN wire_ready INTEGER NOT NULL DEFAULT 0;
+"""
+
 # Append-only: MIGRATIONS[n] upgrades user_version n to n + 1. Never edit a released entry.
 MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _INLINE_BODIES_V2, _ACCOUNT_USAGE_V3,
-                               _APOP_SECRET_V4, _DELAY_WARNED_V5)
+                               _APOP_SECRET_V4, _DELAY_WARNED_V5, _WIRE_READY_V6)
 
 _BUSY_TIMEOUT_MS = 10_000
 
