@@ -285,16 +285,33 @@ def test_uidl_is_stable_across_sessions_and_restarts(tmp_path: Path) -> None:
         assert 1 <= len(unique_id) <= 70 and all(0x21 <= c <= 0x7E for c in unique_id)
 
 
-def test_retr_sets_seen_but_top_does_not(server: ServerThread) -> None:
+def seen_marks(server: ServerThread) -> list[bool]:
+    return [("\\Seen" in meta.flags) for meta in inbox(server)]
+
+
+def test_retr_sets_seen_once_the_client_pauses_but_top_does_not(server: ServerThread) -> None:
     put_message(server, ALICE, FIRST)
     put_message(server, ALICE, SECOND)
     client = pop3s_client(server)
     client.top(1, 0)
     client.retr(2)
-    client.noop()  # answered once RETR's flag update has been committed
-    flags = {meta.uid: meta.flags for meta in inbox(server)}
-    assert [("\\Seen" in f) for f in flags.values()] == [False, True]
+    deadline = time.monotonic() + 5
+    while seen_marks(server) != [False, True] and time.monotonic() < deadline:
+        time.sleep(0.05)  # the session stays open and idle meanwhile
+    assert seen_marks(server) == [False, True]
     client.quit()
+
+
+def test_quit_marks_retrieved_messages_seen_except_the_deleted_ones(
+        server: ServerThread) -> None:
+    for message in (FIRST, SECOND, FIRST):
+        put_message(server, ALICE, message)
+    client = pop3s_client(server)
+    for number in (1, 2, 3):
+        client.retr(number)
+    client.dele(2)
+    client.quit()  # RETR, RETR, RETR, DELE, QUIT without a pause: all written at QUIT
+    assert seen_marks(server) == [True, True]
 
 
 def test_second_session_for_the_same_account_is_in_use(server: ServerThread) -> None:

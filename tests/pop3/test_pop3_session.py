@@ -306,6 +306,24 @@ async def test_a_message_expunged_before_the_batch_read_is_err_and_the_rest_arri
     assert b"-ERR no such message: it was removed by another session" in lines
 
 
+async def test_seen_is_written_once_at_quit_and_not_for_deleted_messages(setup: Setup) -> None:
+    first, second = await setup.deliver(), await setup.deliver()
+    calls: list[list[int]] = []
+    original = setup.store.store_flags
+
+    async def counting(mailbox_id: int, uids: Sequence[int], *args: Any) -> Any:
+        calls.append(list(uids))
+        return await original(mailbox_id, uids, *args)
+
+    spy = FlakyStore(setup.store, set())
+    spy.store_flags = counting  # type: ignore[attr-defined]
+    session, _ = setup.session([LOGIN + b"RETR 1\r\nRETR 2\r\nDELE 1\r\nQUIT\r\n"], store=spy)
+    await session.run()
+    assert calls == [[second.uid]]
+    assert [meta.uid for meta in await setup.inbox()] == [second.uid]
+    assert first.uid != second.uid
+
+
 async def test_connection_loss_releases_the_lock_and_deletes_nothing(setup: Setup) -> None:
     await setup.deliver()
     session, _ = setup.session([LOGIN + b"DELE 1\r\n", ConnectionLost("reset")])

@@ -18,10 +18,17 @@ made here:
   :class:`~mailpost.net.listener.AccountSessionLimiter` (shared with IMAP) and the exclusive
   maildrop lock (RFC 1939 §4; ``-ERR [IN-USE]``, RFC 2449 §8.1.2), and reads the INBOX
   snapshot (:mod:`mailpost.pop3.maildrop`). Store trouble is ``-ERR [SYS/TEMP]`` (RFC 3206).
-* **RETR/TOP** stream the stored body in 64 KiB pieces read in a worker thread, so neither a
-  large message nor the mailbox is ever held in memory; the connection's write deadline and
+* **RETR/TOP** send a message of up to :data:`WHOLE_MESSAGE_MAX` octets read whole, together
+  with the bodies of the RETR lines already waiting behind it (one ``read_many`` store call per
+  pipelined batch, at most :data:`READ_AHEAD_BYTES`), and stream a larger one in 64 KiB pieces
+  read in a worker thread, so neither a large message nor the mailbox is ever held in memory.
+  A body found clean when it was stored (``MessageMeta.wire_ready``) goes out without being
+  scanned again. The connection's write deadline and
   high-water mark bound what a slow reader can make us queue. RETR then sets ``\\Seen`` so IMAP
-  shows the message as read (TOP is a peek and does not).
+  shows the message as read (TOP is a peek and does not): in one write for everything retrieved
+  so far, once the client pauses (:data:`SEEN_WRITE_PAUSE`), at QUIT (not for the messages
+  about to be removed) or when the session ends, so a client that keeps its pipeline full
+  never waits for a flag write (Dovecot likewise writes them at the end).
 * **QUIT** in the TRANSACTION state removes the messages marked with DELE in **one**
   ``store.expunge`` call, so the removal is atomic; the store then tells IMAP sessions. Any
   other end of the session (EOF, timeout, error) removes nothing (RFC 1939 §6).
@@ -77,6 +84,9 @@ OUTPUT_HIGH_WATER = 256 * 1024
 # in the same call, up to this many messages and octets (PIPELINING clients send a window).
 READ_AHEAD_MESSAGES = 32
 READ_AHEAD_BYTES = 1024 * 1024
+# \Seen for retrieved messages is written once the client has paused this long (seconds),
+# at QUIT (except for messages it deleted) or at the end of the session, not per batch.
+SEEN_WRITE_PAUSE = 0.2
 
 TOO_MANY_FAILURES = err("too many failures, try again later", "AUTH", close=True)
 INVALID_CREDENTIALS = err("invalid user name or password", "AUTH")
@@ -156,9 +166,8 @@ class POP3Session:
             while not self.closing:
                 event = self.proto.next_event()
                 if event is NEED_DATA:
-                    await self.store_seen()
                     await self.flush()
-                    self.proto.receive_data(await self.connection.read(self.timeout))
+                    self.proto.receive_data(await self.next_input())
                     continue
                 # PAUSED cannot come here: every event is answered before the next is asked for.
                 assert not isinstance(event, Sentinel), "protocol paused without a pending reply"
@@ -169,6 +178,21 @@ class POP3Session:
         finally:
             await self.store_seen()
             self.release()
+
+    async def next_input(self) -> bytes:
+        """The client's next bytes. A client that pauses with messages retrieved but not yet
+        marked gets them marked ``\\Seen`` meanwhile, so an IMAP client sees them read soon;
+        one that keeps the pipeline full is not slowed by a write per batch."""
+        if not self.pending_seen:
+            return await self.connection.read(self.timeout)
+        read = asyncio.ensure_future(self.connection.read(self.timeout))
+        try:
+            done, _ = await asyncio.wait({read}, timeout=SEEN_WRITE_PAUSE)
+            if not done:
+                await self.store_seen()
+            return await read
+        finally:
+            read.cancel()  # only when leaving by an exception: a finished read ignores it
 
     async def send(self, reply: Reply | Continuation) -> None:
         self.output += self.proto.send(reply)
@@ -443,13 +467,15 @@ class POP3Session:
             await self.flush()
         self.output += proto.end_body()
 
-    async def store_seen(self) -> None:
-        """RETR reads a message: set ``\\Seen`` so IMAP clients show it as read, for a whole
-        batch of RETRs in one transaction."""
-        drop, pending = self.maildrop, self.pending_seen
+    async def store_seen(self, skip: frozenset[int] = frozenset()) -> None:
+        """RETR reads a message: set ``\\Seen`` so IMAP clients show it as read, for all the
+        messages retrieved since the last time in one transaction (but not for the UIDs in
+        ``skip``: those QUIT is about to remove)."""
+        drop = self.maildrop
+        pending = [meta for meta in self.pending_seen if meta.uid not in skip]
+        self.pending_seen = []
         if not pending or drop is None:
             return
-        self.pending_seen = []
         try:
             await self.store.store_flags(drop.mailbox_id, [meta.uid for meta in pending],
                                          FlagMode.ADD, frozenset({SEEN}))
@@ -462,8 +488,8 @@ class POP3Session:
         """RFC 1939 §6: remove the marked messages in one transaction, then say goodbye."""
         drop = self.maildrop
         assert drop is not None
-        await self.store_seen()
         uids = drop.deleted_uids()
+        await self.store_seen(skip=frozenset(uids))
         try:
             if uids:
                 await self.store.expunge(drop.mailbox_id, uids)
