@@ -16,6 +16,7 @@ import ssl
 import sys
 from dataclasses import dataclass, field
 
+from mailpost import doorbell
 from mailpost.admin import ops
 from mailpost.auth.authenticator import Authenticator
 from mailpost.auth.ratelimit import AuthThrottle
@@ -56,12 +57,15 @@ class Server:
     queue_runner: QueueRunner | None = None
     queue_poll_interval: float = POLL_INTERVAL
     _queue_task: asyncio.Task[None] | None = None
+    # Changes committed by other processes (the mailpost command) arrive here (see doorbell).
+    _doorbell: doorbell.DoorbellListener | None = None
 
     async def start(self) -> None:
         config = self.config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         tls_context = self._tls_context()
         self.store = await open_store(config.data_dir, self.bus)
+        self._doorbell = doorbell.listen(config.data_dir, self.bus)
         self.first_run = await ops.ensure_first_run(self.store)
         limits = config.limits
         throttle = AuthThrottle.from_limits(limits)
@@ -148,6 +152,9 @@ class Server:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server.wait_closed(), 5)
         self.listeners.clear()
+        if self._doorbell is not None:
+            self._doorbell.close()
+            self._doorbell = None
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -11,7 +11,10 @@ configuration once (:func:`mailpost.config.load`: ``--config``, ``$MAILPOST_CONF
 * ``check-config`` prints what the configuration means and checks the TLS files it names.
 * every other command opens the store under ``data_dir`` (creating the directory), runs one
   operation from :mod:`mailpost.admin.ops` and closes the store again. SQLite in WAL mode lets
-  this happen while the server runs in another process.
+  this happen while the server runs in another process, and the store's change events ring the
+  server's doorbell (:mod:`mailpost.doorbell`), so its IMAP sessions see what changed.
+* ``deliver`` (:mod:`mailpost.cli_deliver`) files a message from standard input, for other
+  programs; ``dkim`` and ``dns-records`` live in :mod:`mailpost.cli_mailauth`.
 
 ``user add`` and ``user passwd`` follow ``[pop3] apop``: when it is on they also store the
 password sealed with the server key ``data_dir/apop.key`` (created on first use) as the
@@ -32,13 +35,13 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TextIO, TypeAlias
 
-from mailpost import __version__, cli_mailauth
+from mailpost import __version__, cli_deliver, cli_mailauth
 from mailpost.admin import ops
 from mailpost.admin import queue as queue_ops
 from mailpost.admin.ops import AdminError
 from mailpost.auth.apop_key import APOPKey, APOPKeyError
-from mailpost.bus import LocalBus
 from mailpost.config import Config, ConfigError, LimitsConfig, load
+from mailpost.doorbell import RelayingBus
 from mailpost.store.errors import StoreError
 from mailpost.store.interface import MailStore
 
@@ -132,11 +135,16 @@ async def _run_on_store(config: Config, action: StoreAction, args: argparse.Name
     # Imported here so that --help, check-config and usage errors do not load the database.
     from mailpost.store import open_store
 
-    store = await open_store(config.data_dir, LocalBus())
+    # Changes made here ring the running server's doorbell, so its IMAP sessions see them.
+    bus = RelayingBus(config.data_dir)
     try:
-        await action(store, args)
+        store = await open_store(config.data_dir, bus)
+        try:
+            await action(store, args)
+        finally:
+            await store.close()
     finally:
-        await store.close()
+        bus.close()
 
 
 def _prepare_input(args: argparse.Namespace) -> None:
@@ -294,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_alias_commands(commands, common)
     _add_queue_commands(commands, common)
     cli_mailauth.add_commands(commands, common)
+    cli_deliver.add_commands(commands, common)
     return parser
 
 
