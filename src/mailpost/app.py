@@ -56,6 +56,9 @@ class Server:
     first_run: tuple[str, str] | None = None
     queue_runner: QueueRunner | None = None
     queue_poll_interval: float = POLL_INTERVAL
+    # Run the queue as soon as mail is queued or flushed (bus announcements), not only on the
+    # poll; tests that drive the runner themselves turn it off.
+    queue_wake: bool = True
     _queue_task: asyncio.Task[None] | None = None
     # Changes committed by other processes (the mailpost command) arrive here (see doorbell).
     _doorbell: doorbell.DoorbellListener | None = None
@@ -93,7 +96,8 @@ class Server:
                 log.info("listening %s %s:%d", spec.name, host, port)
         self.queue_runner = QueueRunner(self.store, config)
         self._queue_task = asyncio.create_task(
-            self.queue_runner.run(self.queue_poll_interval), name="outbound-queue")
+            self.queue_runner.run(self.queue_poll_interval, self.bus if self.queue_wake else None),
+            name="outbound-queue")
 
     def _tls_context(self) -> ssl.SSLContext:
         config = self.config

@@ -40,6 +40,12 @@ class ChangeKind(enum.Enum):
     EXPUNGE = "expunge"
     MAILBOX = "mailbox"  # created, renamed or deleted
     SUBSCRIPTION = "subscription"
+    QUEUE = "queue"  # outbound mail due now: announced under QUEUE_CHANNEL
+
+
+# The account id under which outbound-queue changes are announced: no account has id 0, so
+# only the queue runner listens there.
+QUEUE_CHANNEL = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,8 +48,10 @@ class ServerThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server = Server(config)
         # The outbound queue would try real DNS for test domains: tests that exercise it run
-        # it explicitly (run_once / queue flush) instead of waiting for the poll.
+        # it explicitly (run_once / queue flush) instead of waiting for the poll or being
+        # woken by newly queued mail.
         self.server.queue_poll_interval = 3600.0
+        self.server.queue_wake = False
 
     def __enter__(self) -> Self:
         self.thread.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import smtplib
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from mailpost import cli
 from mailpost.admin import queue as queue_ops
 from mailpost.config import DeliveryConfig, SubmissionConfig
 from mailpost.delivery.queue import QueueRunner
@@ -184,3 +186,37 @@ def test_save_to_sent(tmp_path: Path, save: bool) -> None:
             assert b"Subject: out\r\n" in copy
         else:
             assert sent == []
+
+
+def wait_for(condition: object, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.02)
+    return bool(condition())  # type: ignore[operator]
+
+
+def test_queued_or_flushed_mail_leaves_at_once_without_a_poll(tmp_path: Path, port: int) -> None:
+    data_dir = tmp_path / "var"
+    delivery = DeliveryConfig(routes={"remote.test": f"127.0.0.1:{port}"}, retry_base=3600.0)
+    running = ServerThread(replace(make_config(data_dir), delivery=delivery))
+    running.server.queue_wake = True  # what `mailpost serve` does; the poll is an hour away
+    fake = FakeSMTP()
+    fake.rcpt_reply = lambda address: "451 4.7.1 greylisted"
+    config = tmp_path / "mailpost.toml"
+    config.write_text(f'hostname = "mail.example.test"\ndata_dir = "{data_dir}"\n'
+                      f'[delivery.routes]\n"remote.test" = "127.0.0.1:{port}"\n',
+                      encoding="utf-8")
+    with running:
+        running.add_user("alice@example.test")
+        running.call(fake.start(port))
+        try:
+            submit(running, ["dave@remote.test"])
+            assert wait_for(lambda: any(c.upper().startswith("RCPT") for c in fake.commands))
+            assert wait_for(lambda: running.call(running.store.list_queue())[0].attempts == 1)
+            fake.rcpt_reply = lambda address: "250 ok"
+            # `mailpost queue flush` in this process: its store rings the server's doorbell.
+            assert cli.main(["--config", str(config), "queue", "flush"]) == 0
+            assert wait_for(lambda: len(fake.received) == 1)
+            assert wait_for(lambda: running.call(running.store.list_queue()) == [])
+        finally:
+            running.call(fake.stop())

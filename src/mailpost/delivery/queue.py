@@ -6,6 +6,10 @@ Theory of operation
 Accepted mail for remote recipients is already durable in the store's queue
 (:meth:`MailStore.deliver`). :class:`QueueRunner` turns it into SMTP deliveries:
 
+0. **When.** :meth:`run` runs the queue at start, whenever the store announces mail due now
+   (a new entry, or ``mailpost queue flush`` from another process through the doorbell: a
+   :class:`~mailpost.bus.Change` of kind QUEUE on :data:`~mailpost.bus.QUEUE_CHANNEL`), and
+   every :data:`POLL_INTERVAL` seconds for retries whose back-off has run out.
 1. **Claim.** :meth:`run_once` asks the store for due entries
    (:meth:`~mailpost.store.interface.QueueStore.due_queue_entries`), which moves each one's next
    attempt forward by :data:`LEASE` in the same transaction. Nothing else takes a claimed
@@ -57,6 +61,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from mailpost.bus import QUEUE_CHANNEL, ChangeBus
 from mailpost.config import Config
 from mailpost.delivery import dsn, mtasts, mx, outbound
 from mailpost.delivery.outbound import Credentials, Reply, SessionError, TLSPolicy, Transaction
@@ -170,17 +175,32 @@ class QueueRunner:
         """Look at the queue now rather than at the next poll (``queue flush``, new mail)."""
         self._wake.set()
 
-    async def run(self, poll_interval: float = POLL_INTERVAL) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except StoreError as exc:  # the store is closing or failing: try again later
-                log.warning("queue run failed: %s", exc)
-            except Exception:  # a bug must not stop all outbound mail; leases bring entries back
-                log.exception("queue run failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll_interval)
-            self._wake.clear()
+    async def run(self, poll_interval: float = POLL_INTERVAL,
+                  bus: ChangeBus | None = None) -> None:
+        """Attempt what is due, then sleep until the poll interval has passed (retries come
+        due with time) or ``bus`` announces newly queued or flushed mail."""
+        doorbell = asyncio.create_task(self._wake_on_announcements(bus)) if bus else None
+        try:
+            while True:
+                try:
+                    await self.run_once()
+                except StoreError as exc:  # the store is closing or failing: try again later
+                    log.warning("queue run failed: %s", exc)
+                except Exception:
+                    # A bug must not stop all outbound mail; leases bring the entries back.
+                    log.exception("queue run failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), poll_interval)
+                self._wake.clear()
+        finally:
+            if doorbell is not None:
+                doorbell.cancel()
+
+    async def _wake_on_announcements(self, bus: ChangeBus) -> None:
+        with bus.subscribe(QUEUE_CHANNEL) as announcements:
+            while True:
+                await announcements.wait()
+                self.wake()
 
     async def run_once(self) -> int:
         """Attempt every entry due now; return how many were attempted."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
+from mailpost.bus import QUEUE_CHANNEL, Change, ChangeKind
 from mailpost.store.errors import NotFound
 from mailpost.store.sqlite.rows import epoch, from_epoch
 from mailpost.store.sqlite.writer import WriteContext
@@ -41,7 +42,13 @@ def enqueue(ctx: WriteContext, blob: BlobRef, envelope: OutboundEnvelope,
          for position, recipient in enumerate(envelope.recipients)])
     entry = _load(ctx.conn, entry_id)
     assert entry is not None
+    announce_due(ctx)
     return entry
+
+
+def announce_due(ctx: WriteContext) -> None:
+    """After the commit, tell the queue runner that mail is due now (no waiting for a poll)."""
+    ctx.publish(Change(QUEUE_CHANNEL, None, 0, ChangeKind.QUEUE))
 
 
 def delete_entry(ctx: WriteContext, entry_id: int) -> None:

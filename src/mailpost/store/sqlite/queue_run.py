@@ -84,11 +84,15 @@ def complete_recipients(ctx: WriteContext, entry_id: int, addresses: Sequence[st
 def reschedule(ctx: WriteContext, entry_id: int | None, when: datetime) -> int:
     """Make one entry (or every entry) due at ``when``; return how many were changed."""
     if entry_id is None:
-        return ctx.conn.execute("UPDATE queue SET next_attempt = ?", (epoch(when),)).rowcount
-    changed = ctx.conn.execute("UPDATE queue SET next_attempt = ? WHERE id = ?",
-                               (epoch(when), entry_id)).rowcount
-    if not changed:
-        raise NotFound(f"no queue entry {entry_id}")
+        changed = int(ctx.conn.execute("UPDATE queue SET next_attempt = ?",
+                                       (epoch(when),)).rowcount)
+    else:
+        changed = ctx.conn.execute("UPDATE queue SET next_attempt = ? WHERE id = ?",
+                                   (epoch(when), entry_id)).rowcount
+        if not changed:
+            raise NotFound(f"no queue entry {entry_id}")
+    if changed:
+        queue.announce_due(ctx)  # `mailpost queue flush` reaches the server's runner too
     return changed
 
 
