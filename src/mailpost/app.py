@@ -4,6 +4,11 @@
 port 0). It owns the only long-lived objects: the store, the change bus, the authenticator and
 its throttle, the per-IP connection limiter, the listeners, and the outbound queue runner (one
 task, cancelled before the store closes; an attempt cut short is retried after its lease).
+
+``serve`` (the ``mailpost serve`` process, not the in-process ``Server`` of the tests) also
+adjusts two process-wide defaults for a server of many idle connections: the C allocator's
+threshold for large blocks before the first login, and the garbage collector once the
+listeners are up (see ``runtime``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ from mailpost.net.listener import (
     start_listener,
 )
 from mailpost.pop3.session import POP3Services, POP3Session
+from mailpost.runtime import (
+    freeze_startup_objects,
+    return_large_blocks_to_system,
+    space_out_full_collections,
+)
 from mailpost.smtp.session import Mode, SMTPServices, SMTPSession
 from mailpost.store import open_store
 from mailpost.store.interface import MailStore
@@ -193,6 +203,11 @@ async def _serve_until_signalled(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Everything built so far lives as long as the process: keep full collections, which
+    # stall every session at once, from walking it again and again, and make them rarer
+    # (see ``runtime``).
+    log.debug("objects frozen after start-up: %d; collector thresholds %s",
+              freeze_startup_objects(), space_out_full_collections())
     log.info("mailpost ready (%s)", config.hostname)
     try:
         await stop.wait()
@@ -231,6 +246,11 @@ def serve(config: Config) -> int:
     """Run the server until SIGINT/SIGTERM; the body of ``mailpost serve``."""
     configure_logging(config.log.level)
     log.info("open files limit: %d", raise_open_files_limit())
+    # Before the first login: argon2's working memory must never settle in malloc's heap,
+    # where every worker thread would keep its own copy resident (see ``runtime``).
+    threshold = return_large_blocks_to_system()
+    if threshold is not None:
+        log.info("malloc: blocks of %d bytes or more are returned to the system", threshold)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but optional at run time

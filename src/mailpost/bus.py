@@ -122,9 +122,11 @@ class Subscription:
         if self.ready:
             waiter.set_result(None)
             return waiter
-        # Drop futures their waiters gave up on, so that a session that keeps waiting and
-        # giving up (IDLE with chatty input) cannot grow the list.
-        self._waiters = [w for w in self._waiters if not w.done()]
+        # Drop futures their waiters gave up on (or that input beat), so that a session that
+        # keeps waiting and giving up (IDLE with chatty input) cannot grow the list. After a
+        # change the list is empty: the usual wake-up pays for no copy.
+        if self._waiters:
+            self._waiters = [w for w in self._waiters if not w.done()]
         self._waiters.append(waiter)
         return waiter
 

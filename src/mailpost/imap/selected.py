@@ -167,35 +167,71 @@ class _Registry:
 
 
 _REGISTRY = _Registry()
-# (id(store), mailbox id, modseq) -> (published() when the query started, the query).
-_QUERIES: dict[tuple[int, int, int], tuple[int, asyncio.Future[MailboxChanges]]] = {}
 
 
-async def changes_since(store: MailboxStore, mailbox_id: int, modseq: int) -> MailboxChanges:
-    """``store.changes_since``, shared by the sessions that ask the same at the same time.
+class _SharedQuery:
+    """One ``store.changes_since`` in flight and the sessions waiting for its answer.
+
+    Each waiter gets a bare future, and the query's one done callback answers them all: a
+    thousand sessions woken by one delivery cost a thousand futures, not a thousand shields
+    (each a future, two closures and two context copies that live until the answer comes)."""
+
+    __slots__ = ("published", "task", "waiters")
+
+    def __init__(self, published: int, task: asyncio.Future[MailboxChanges]) -> None:
+        self.published = published  # published() when the query started
+        self.task = task
+        self.waiters: list[asyncio.Future[MailboxChanges]] = []
+
+    def join(self) -> asyncio.Future[MailboxChanges]:
+        waiter: asyncio.Future[MailboxChanges] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+    def answer(self) -> None:
+        task = self.task
+        if task.cancelled():
+            for waiter in self.waiters:
+                waiter.cancel()
+            return
+        error = task.exception()  # retrieved: if every waiter went away, nothing is logged
+        for waiter in self.waiters:
+            if waiter.done():  # its session went away (cancelled) while waiting
+                continue
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(task.result())
+
+
+# (id(store), mailbox id, modseq) -> the query for it that new askers may still join.
+_QUERIES: dict[tuple[int, int, int], _SharedQuery] = {}
+
+
+def changes_since(store: MailboxStore, mailbox_id: int,
+                  modseq: int) -> asyncio.Future[MailboxChanges]:
+    """``store.changes_since``, shared by the sessions that ask the same at the same time
+    (await the result).
 
     Joining is allowed only while nothing was published since the query started: then every
     change announced to the caller was committed before the query began and is in its answer.
+    A session that goes away while waiting cancels only its own future, never the query.
     """
     key = (id(store), mailbox_id, modseq)
     now = published()
     running = _QUERIES.get(key)
-    if running is not None and running[0] == now and not running[1].done():
-        query = running[1]
-    else:
-        query = asyncio.ensure_future(store.changes_since(mailbox_id, modseq))
-        _QUERIES[key] = (now, query)
-        query.add_done_callback(lambda done: _forget(key, done))
-    # A session that goes away while waiting must not cancel the query for the others.
-    return await asyncio.shield(query)
+    if running is None or running.published != now:
+        running = _SharedQuery(now, asyncio.ensure_future(store.changes_since(mailbox_id,
+                                                                              modseq)))
+        _QUERIES[key] = running
+        running.task.add_done_callback(lambda _: _answer(key, running))
+    return running.join()
 
 
-def _forget(key: tuple[int, int, int], query: asyncio.Future[MailboxChanges]) -> None:
-    running = _QUERIES.get(key)
-    if running is not None and running[1] is query:
+def _answer(key: tuple[int, int, int], query: _SharedQuery) -> None:
+    if _QUERIES.get(key) is query:
         del _QUERIES[key]
-    if not query.cancelled():
-        query.exception()  # retrieved: if every waiter went away, nothing is logged
+    query.answer()
 
 
 def advance(store: MailboxStore, state: MailboxState, changes: MailboxChanges) -> MailboxState:

@@ -34,6 +34,8 @@ from mailpost.bus import ChangeBus, Subscription
 from mailpost.config import Config
 from mailpost.imap import commands as cmd
 from mailpost.imap import events as ev
+from mailpost.imap import handlers
+from mailpost.imap.handlers import notify
 from mailpost.imap.protocol import IMAPServerProtocol
 from mailpost.imap.responses import Bye, Response, Tagged, Untagged
 from mailpost.imap.selected import SelectedMailbox, SyncOptions
@@ -167,9 +169,8 @@ class IMAPSession:
     # -- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        from mailpost.imap.handlers import capabilities
         greeting = Untagged("OK", "mailpost IMAP4rev2 ready",
-                            "CAPABILITY " + " ".join(capabilities(self)))
+                            "CAPABILITY " + " ".join(handlers.capabilities(self)))
         self.respond(greeting)
         try:
             while not self.closing:
@@ -177,7 +178,6 @@ class IMAPSession:
                 if event is ev.NEED_DATA:
                     await self.flush()
                     # NOTIFY hook: RFC 5465 §3.1 notifications while waiting for input.
-                    from mailpost.imap.handlers import notify
                     data = await notify.read_input(self, self.current_timeout())
                     self.proto.receive_data(data)
                     continue
@@ -194,29 +194,27 @@ class IMAPSession:
         return self.config.imap.idle_timeout
 
     async def handle(self, event: object) -> None:
-        from mailpost.imap.handlers import abort_append, literal_decision, notify, stray_event
         notify.note_event(self, event)  # NOTIFY hook: RFC 5465 §5, own changes are not echoed
         if isinstance(event, cmd.Command):
             response = await self.dispatch(event)
             if response is not None:
                 self.respond(response)
         elif isinstance(event, (ev.LiteralRequest, ev.AppendMessage)):
-            await literal_decision(self, event)
+            await handlers.literal_decision(self, event)
         elif isinstance(event, (ev.BadCommand, ev.Fatal)):
-            await abort_append(self)  # a half-received APPEND is discarded, never stored
+            await handlers.abort_append(self)  # a half-received APPEND is discarded, never stored
             self.respond(event.response)
         elif isinstance(event, ev.ConnectionClosed):
-            await abort_append(self)
+            await handlers.abort_append(self)
             self.closing = True
         else:
-            await stray_event(self, event)
+            await handlers.stray_event(self, event)
 
     async def dispatch(self, command: cmd.Command) -> Response | None:
-        from mailpost.imap.handlers import HANDLERS, allowed_states
-        handler = HANDLERS.get(type(command))
+        handler = handlers.HANDLERS.get(type(command))
         if handler is None:
             return Tagged(command.tag, "BAD", "Command not supported")
-        if self.state not in allowed_states(type(command)):
+        if self.state not in handlers.allowed_states(type(command)):
             return Tagged(command.tag, "BAD", f"Command not allowed in the {self.state.value} "
                                               "state")
         # Work on the current flags: what another device changed a moment ago is what FETCH
@@ -234,7 +232,6 @@ class IMAPSession:
     async def catch_up(self, allow_expunge: bool) -> bool:
         """Send what other sessions changed, if the bus says anything did. False when the
         session cannot go on (its mailbox was deleted; a BYE has been sent)."""
-        from mailpost.imap.handlers import notify
         if notify.active(self):  # NOTIFY hook: RFC 5465 takes over the bus queue
             return await notify.catch_up(self, allow_expunge)
         selected = self.selected

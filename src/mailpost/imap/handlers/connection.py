@@ -5,7 +5,7 @@ AUTHENTICATE, COMPRESS and IDLE (RFC 9051 §6.1-6.3.13, RFC 2971, RFC 5161, RFC 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mailpost import __version__
 from mailpost.auth.sasl import Challenge, Credentials, Failure, mechanism
@@ -15,6 +15,7 @@ from mailpost.imap import responses as rsp
 from mailpost.imap.responses import Bye, Continuation, Enabled, Response, Tagged
 
 if TYPE_CHECKING:
+    from mailpost.bus import Subscription
     from mailpost.imap.session import Handler, IMAPSession
 
 CAPABILITIES: tuple[str, ...] = ()
@@ -167,6 +168,7 @@ async def idle(session: IMAPSession, command: cmd.Command) -> Response | None:
     if not await session.catch_up(allow_expunge=True):
         return None
     reader: asyncio.Task[bytes] | None = None
+    wakeup = IdleWakeup()
     try:
         while True:
             event = session.proto.next_event()
@@ -180,7 +182,8 @@ async def idle(session: IMAPSession, command: cmd.Command) -> Response | None:
             await session.flush()
             if reader is None:
                 reader = asyncio.ensure_future(session.read_input(session.config.imap.idle_timeout))
-            if await _wait_input_or_change(session, reader):
+                reader.add_done_callback(wakeup.ring)
+            if await wakeup.input_or_change(reader, session.subscription):
                 session.proto.receive_data(reader.result())
                 reader = None
             elif not await session.catch_up(allow_expunge=True):
@@ -190,18 +193,46 @@ async def idle(session: IMAPSession, command: cmd.Command) -> Response | None:
             reader.cancel()
 
 
-async def _wait_input_or_change(session: IMAPSession, reader: asyncio.Task[bytes]) -> bool:
-    """True when input arrived, False when the bus rang first."""
-    if session.subscription is None:
-        await reader
-        return True
-    bell = asyncio.ensure_future(session.subscription.wait_ready())
-    try:
-        waiters: set[asyncio.Future[Any]] = {reader, bell}
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        bell.cancel()
-    return reader.done()
+class IdleWakeup:
+    """The one point an IDLE session waits at: a single future per wait, resolved by whichever
+    comes first, the client's input (the read task's done callback) or the bus (the
+    subscription resolves the futures it hands out on its next change).
+
+    One delivery wakes every session of the mailbox at once, so a wake-up must cost little:
+    no task, no ``asyncio.wait`` bookkeeping, no future to cancel afterwards; the bus resolves
+    the future directly and the session runs in the next loop iteration. When input comes
+    first, the read's callback resolves that same future, which the subscription then drops
+    as done (``Subscription.wait_ready``), so waits that input ends never pile up there.
+    """
+
+    __slots__ = ("_reader", "_waiting")
+
+    def __init__(self) -> None:
+        self._reader: asyncio.Future[bytes] | None = None
+        self._waiting: asyncio.Future[None] | None = None
+
+    def ring(self, finished: asyncio.Future[bytes]) -> None:
+        """The read task's done callback: wake the session if it waits for that read (an
+        earlier read whose callback runs late must not wake a later wait)."""
+        waiting = self._waiting
+        if waiting is not None and finished is self._reader and not waiting.done():
+            waiting.set_result(None)
+
+    async def input_or_change(self, reader: asyncio.Future[bytes],
+                              subscription: Subscription | None) -> bool:
+        """Wait; True when input arrived (it wins a tie), False when the bus rang first."""
+        if reader.done():
+            return True
+        if subscription is None:
+            waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        else:
+            waiting = subscription.wait_ready()  # already resolved if changes are queued
+        self._reader, self._waiting = reader, waiting
+        try:
+            await waiting
+        finally:
+            self._reader = self._waiting = None
+        return reader.done()
 
 
 HANDLERS: dict[type[cmd.Command], Handler] = {
