@@ -93,8 +93,22 @@ def encode_flags(flags: frozenset[str]) -> str:
     return " ".join(sorted(flags))
 
 
+# Flag sets seen by decode_flags, by their stored text. A mailbox holds a handful of distinct
+# combinations ("\\Seen", "\\Answered \\Seen", ...) over thousands of messages, and every
+# IMAP session keeps every message's set: sharing one object per combination saves about 200
+# bytes per message and session. Bounded: past the limit it starts over.
+_FLAG_SETS: dict[str, frozenset[str]] = {}
+_FLAG_SETS_LIMIT = 4096
+
+
 def decode_flags(text: str) -> frozenset[str]:
-    return frozenset(text.split()) if text else frozenset()
+    """The flags stored as ``text``; equal texts give the same (immutable) object."""
+    flags = _FLAG_SETS.get(text)
+    if flags is None:
+        if len(_FLAG_SETS) >= _FLAG_SETS_LIMIT:
+            _FLAG_SETS.clear()  # keywords run wild somewhere: don't grow without bound
+        flags = _FLAG_SETS[text] = frozenset(text.split())
+    return flags
 
 
 def domain_name(name: str) -> str:
