@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from mailpost.bus import LocalBus
 from mailpost.config import Config, from_mapping
 from mailpost.delivery.mx import Destination, PermanentDNSError
 from mailpost.delivery.outbound import Reply, SessionError, Transaction
 from mailpost.delivery.queue import QueueRunner, backoff, group_by_domain, strip_return_path
+from mailpost.store import open_store
 from mailpost.store.interface import MailStore
 from mailpost.store.types import Account, OutboundEnvelope, OutboundRecipient, QueueEntry
 from tests.delivery.conftest import FakeClock
@@ -349,3 +352,71 @@ async def test_entry_still_in_flight_is_not_started_twice(
     assert await first == 1
     assert calls == ["c@remote.net"]
     assert await store.list_queue() == []
+
+
+async def test_a_slow_remote_does_not_hold_up_mail_queued_meanwhile(
+        tmp_path: Path, clock: FakeClock) -> None:
+    bus = LocalBus()
+    store = await open_store(tmp_path / "own", bus)
+    release = asyncio.Event()
+    delivered: list[str] = []
+
+    async def send(destination: Destination, transaction: Transaction, helo: str,
+                   **options: Any) -> dict[str, Reply]:
+        address = transaction.recipients[0].address
+        if address.endswith("@remote.net"):
+            await release.wait()  # a tarpit: this session takes its time
+        delivered.append(address)
+        return ok(destination, transaction)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        async with asyncio.timeout(5):
+            while not condition():
+                await asyncio.sleep(0.005)
+
+    run = QueueRunner(store, make_config(tmp_path),
+                      resolver=FakeResolver({"remote.net": None, "other.net": None}),
+                      clock=clock, send=send, signer=None)
+    running = asyncio.create_task(run.run(poll_interval=3600, bus=bus))
+    try:
+        await enqueue(store, OutboundRecipient("c@remote.net"))
+        await until(lambda: bool(run._in_flight))  # started at once, and now hanging
+        await enqueue(store, OutboundRecipient("e@other.net"))
+        await until(lambda: delivered == ["e@other.net"])  # not after the slow one
+        release.set()
+        await until(lambda: delivered == ["e@other.net", "c@remote.net"])
+        await until(lambda: not run._attempts)
+        assert await store.list_queue() == []
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await store.close()
+
+
+async def test_stopping_the_runner_cancels_attempts_in_flight(
+        tmp_path: Path, clock: FakeClock) -> None:
+    bus = LocalBus()
+    store = await open_store(tmp_path / "own", bus)
+    started = asyncio.Event()
+
+    async def hang(destination: Destination, transaction: Transaction, helo: str,
+                   **options: Any) -> dict[str, Reply]:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never answers")
+
+    run = QueueRunner(store, make_config(tmp_path), resolver=FakeResolver({"remote.net": None}),
+                      clock=clock, send=hang, signer=None)
+    running = asyncio.create_task(run.run(poll_interval=3600, bus=bus))
+    try:
+        await enqueue(store, OutboundRecipient("c@remote.net"))
+        await asyncio.wait_for(started.wait(), 5)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert not run._attempts and not run._in_flight
+    [entry] = await store.list_queue()  # still queued: its lease brings it back later
+    assert entry.recipients[0].address == "c@remote.net"
+    await store.close()

@@ -9,7 +9,9 @@ Accepted mail for remote recipients is already durable in the store's queue
 0. **When.** :meth:`run` runs the queue at start, whenever the store announces mail due now
    (a new entry, or ``mailpost queue flush`` from another process through the doorbell: a
    :class:`~mailpost.bus.Change` of kind QUEUE on :data:`~mailpost.bus.QUEUE_CHANNEL`), and
-   every :data:`POLL_INTERVAL` seconds for retries whose back-off has run out.
+   every :data:`POLL_INTERVAL` seconds for retries whose back-off has run out. Each claimed
+   entry is attempted in a task of its own (:meth:`start_due`), at most ``concurrency`` at a
+   time, so a remote host that answers slowly (or a tarpit) holds up only its own entries.
 1. **Claim.** :meth:`run_once` asks the store for due entries
    (:meth:`~mailpost.store.interface.QueueStore.due_queue_entries`), which moves each one's next
    attempt forward by :data:`LEASE` in the same transaction. Nothing else takes a claimed
@@ -170,6 +172,8 @@ class QueueRunner:
         self._domain_limits: dict[str, tuple[asyncio.Semaphore, int]] = {}
         # Entries being attempted here: an attempt that outlives its lease is not started twice.
         self._in_flight: set[int] = set()
+        # The attempts :meth:`start_due` started and nobody awaits (cancelled when run ends).
+        self._attempts: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """Look at the queue now rather than at the next poll (``queue flush``, new mail)."""
@@ -183,7 +187,7 @@ class QueueRunner:
         try:
             while True:
                 try:
-                    await self.run_once()
+                    await self.start_due()
                 except StoreError as exc:  # the store is closing or failing: try again later
                     log.warning("queue run failed: %s", exc)
                 except Exception:
@@ -195,6 +199,34 @@ class QueueRunner:
         finally:
             if doorbell is not None:
                 doorbell.cancel()
+            # Attempts cut short here are retried once their lease runs out.
+            attempts = list(self._attempts)
+            for attempt in attempts:
+                attempt.cancel()
+            await asyncio.gather(*attempts, return_exceptions=True)
+
+    async def start_due(self) -> int:
+        """Claim what is due, up to the free share of ``concurrency``, and start attempting it
+        without waiting: a remote host that answers slowly holds up only its own entries, and
+        mail queued meanwhile leaves at once. Each finished attempt looks again (an entry left
+        unclaimed for want of room gets it). Returns how many attempts were started."""
+        room = self.settings.concurrency - len(self._in_flight)
+        if room <= 0:
+            return 0
+        now = self.clock()
+        entries = await self.store.due_queue_entries(now, room, now + LEASE)
+        fresh = [entry for entry in entries if entry.id not in self._in_flight]
+        for entry in fresh:
+            self._in_flight.add(entry.id)  # now, so that the next claim leaves it alone
+            attempt = asyncio.create_task(self._attempt_safely(entry),
+                                          name=f"queue-entry-{entry.id}")
+            self._attempts.add(attempt)
+            attempt.add_done_callback(self._attempt_finished)
+        return len(fresh)
+
+    def _attempt_finished(self, attempt: asyncio.Task[None]) -> None:
+        self._attempts.discard(attempt)
+        self.wake()
 
     async def _wake_on_announcements(self, bus: ChangeBus) -> None:
         with bus.subscribe(QUEUE_CHANNEL) as announcements:
@@ -203,7 +235,8 @@ class QueueRunner:
                 self.wake()
 
     async def run_once(self) -> int:
-        """Attempt every entry due now; return how many were attempted."""
+        """Attempt every entry due now and wait for the attempts (tests, and callers that
+        drive the queue themselves); return how many were attempted."""
         now = self.clock()
         entries = await self.store.due_queue_entries(now, self.settings.concurrency,
                                                      now + LEASE)
