@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from mailpost.store.errors import StoreUnavailable
+from mailpost.store.sqlite import messages as sqlite_messages
 from mailpost.store.types import MessageMeta
 from tests.e2e.harness import PASSWORD, ServerThread, client_tls_context
 from tests.imapserver.helpers import RawIMAP
@@ -369,24 +370,44 @@ def test_store_failure_while_deciding_is_unavailable_without_continuation(
     assert server.inbox(ALICE) == []
 
 
-def test_multiappend_failing_half_way_removes_what_it_added(
+def test_multiappend_failing_half_way_stores_nothing(
         client: RawIMAP, server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_append = server.store.append
+    real_insert = sqlite_messages.insert_message
     calls: list[int] = []
 
-    async def second_fails(*args: Any, **kwargs: Any) -> MessageMeta:
+    def second_fails(*args: Any, **kwargs: Any) -> MessageMeta:
         calls.append(1)
         if len(calls) == 2:
             raise StoreUnavailable("disk full")
-        return await real_append(*args, **kwargs)
+        return real_insert(*args, **kwargs)
 
-    monkeypatch.setattr(server.store, "append", second_fails)
+    monkeypatch.setattr(sqlite_messages, "insert_message", second_fails)
+    before = server.call(server.store.get_mailbox(server.call(server.store.get_account(ALICE)).id,
+                                                  "INBOX"))
     client.ok("SELECT INBOX")
     client.send(b"m1 APPEND INBOX {3+}\r\none {3+}\r\ntwo {5+}\r\nthree\r\n")
     untagged, tagged = client.until_tagged("m1")
     assert tagged.startswith(b"m1 NO [UNAVAILABLE]"), tagged
-    assert len(calls) == 2  # the first message was appended, then the second failed
-    assert server.inbox(ALICE) == []  # ... and the first was taken back: all or nothing
-    # The client is never told about a message that is gone by the time it could see it.
+    assert len(calls) == 2  # the first message was inserted, then the second failed ...
+    assert server.inbox(ALICE) == []  # ... in the same transaction: all or nothing
+    after = server.call(server.store.get_mailbox(before.account_id, "INBOX"))
+    assert (after.uidnext, after.highest_modseq) == (before.uidnext, before.highest_modseq)
     assert [line for line in untagged if b"EXISTS" in line] == []
     assert client.ok("NOOP") == []
+
+
+def test_multiappend_is_one_transaction_with_consecutive_uids(
+        client: RawIMAP, server: ServerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    batches: list[int] = []
+    real_many = server.store.append_many
+
+    async def counting(account_id: int, mailbox_id: int, items: Any, **kwargs: Any) -> Any:
+        batches.append(len(items))
+        return await real_many(account_id, mailbox_id, items, **kwargs)
+
+    monkeypatch.setattr(server.store, "append_many", counting)
+    client.send(b"m1 APPEND INBOX {3+}\r\none {3+}\r\ntwo {5+}\r\nthree\r\n")
+    _, tagged = client.until_tagged("m1")
+    assert re.match(rb"m1 OK \[APPENDUID \d+ 1:3\]", tagged), tagged
+    assert batches == [3]
+    assert server.inbox(ALICE) == [b"one", b"two", b"three"]

@@ -9,7 +9,7 @@ import pytest
 
 from mailpost.store.errors import NotFound, OverQuota
 from mailpost.store.interface import MailStore
-from mailpost.store.types import Account, BlobRef, FlagMode, MailboxInfo, MessageMeta
+from mailpost.store.types import Account, BlobRef, FlagMode, MailboxInfo, MessageMeta, NewMessage
 from tests.store.helpers import eventually, mailbox, put_body
 
 WHEN = datetime(2024, 5, 17, 9, 30, 15, tzinfo=timezone(timedelta(hours=-7)))
@@ -297,3 +297,21 @@ async def test_internal_date_defaults_to_utc_for_naive_times(store: MailStore, a
     naive = datetime(2020, 1, 2, 3, 4, 5)
     meta = await store.append(alice.id, inbox.id, body, frozenset(), naive)
     assert meta.internal_date == naive.replace(tzinfo=UTC)
+
+
+async def test_append_many_is_all_or_nothing(store: MailStore, alice: Account, bob: Account,
+                                             inbox: MailboxInfo) -> None:
+    items = [NewMessage(await put_body(store, f"m{n}\r\n".encode()), frozenset({"\\Seen"}), WHEN)
+             for n in range(3)]
+    added = await store.append_many(alice.id, inbox.id, items)
+    assert [meta.uid for meta in added] == [1, 2, 3]
+    assert [meta.flags for meta in added] == [frozenset({"\\Seen"})] * 3
+    assert (await mailbox(store, alice.id, "INBOX")).messages == 3
+    await store.set_quota(alice.address, None, quota_messages=4)
+    more = [NewMessage(await put_body(store), frozenset(), WHEN) for _ in range(2)]
+    with pytest.raises(OverQuota):
+        await store.append_many(alice.id, inbox.id, more)  # one would fit, two do not
+    after = await mailbox(store, alice.id, "INBOX")
+    assert (after.messages, after.uidnext) == (3, 4)  # nothing of the failed call remains
+    with pytest.raises(NotFound):
+        await store.append_many(bob.id, inbox.id, more)

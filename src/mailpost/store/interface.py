@@ -37,6 +37,7 @@ from mailpost.store.types import (
     MailboxChanges,
     MailboxInfo,
     MessageMeta,
+    NewMessage,
     OutboundEnvelope,
     QueueEntry,
 )
@@ -197,6 +198,12 @@ class MailboxStore(Protocol):
                      flags: frozenset[str], internal_date: datetime,
                      enforce_quota: bool = True) -> MessageMeta:
         """Add a stored body to a mailbox. Raises NotFound, OverQuota."""
+
+    async def append_many(self, account_id: int, mailbox_id: int,
+                          items: Sequence[NewMessage],
+                          enforce_quota: bool = True) -> list[MessageMeta]:
+        """Add several stored bodies in one transaction, all or none, with consecutive UIDs
+        in the given order (RFC 3502 MULTIAPPEND). Raises NotFound, OverQuota."""
 
     async def store_flags(self, mailbox_id: int, uids: Sequence[int], mode: FlagMode,
                           flags: frozenset[str],

@@ -84,6 +84,15 @@ class MessageMeta:
     wire_ready: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One message of a multi-message append (RFC 3502 MULTIAPPEND)."""
+
+    blob: BlobRef
+    flags: frozenset[str]
+    internal_date: datetime
+
+
 class FlagMode(enum.Enum):
     ADD = "+"
     REMOVE = "-"

@@ -2,21 +2,15 @@
 
 Theory of operation
 -------------------
-RFC 3502 §3 makes MULTIAPPEND atomic: if any message cannot be appended, none may be. The
-store interface offers one :meth:`~mailpost.store.interface.MailboxStore.append` per message
-(each its own transaction), not a multi-message one, so atomicity is built in two layers:
-
-1. **Everything that can be checked is checked before the first append.** The target exists
-   (looked up when the command began), each size is within APPENDLIMIT, flags are valid, the
-   quota holds for all the messages together (checked as each message is announced, and once
-   more against fresh usage just before committing), and every body is already durable
-   (``BlobWriter.finish`` ran as each message ended). A failure there stores nothing at all.
-2. **What can still fail afterwards is undone.** Only a race (the mailbox deleted, another
-   delivery filling the quota in between) or an I/O error can make a later append fail; the
-   messages already appended are then expunged again. The client never gets an OK for a
-   partial command and the messages disappear, so the command is atomic *to the client*, but
-   not one transaction: another session may briefly see them come and go, and the UIDs they
-   used are spent (RFC 9051 §6.3.12 allows UIDNEXT to have moved).
+RFC 3502 §3 makes MULTIAPPEND atomic: if any message cannot be appended, none may be. What
+can be checked is checked while the messages arrive: the target exists (looked up when the
+command began), each size is within APPENDLIMIT, flags are valid, the quota holds for all the
+messages announced so far (before the ``+`` of each literal), and every body is durable
+(``BlobWriter.finish`` runs as each message ends). Then all the messages go into the mailbox
+with one :meth:`~mailpost.store.interface.MailboxStore.append_many`, one transaction: a race
+(the mailbox deleted, another delivery filling the quota) or an I/O error stores none of them,
+and no other session ever sees a part. One transaction also means one commit for a client that
+uploads a hundred messages at once, not a hundred.
 
 The commit runs shielded from cancellation (a session torn down mid-commit must still finish
 or undo what it started), and an ``OK`` is only sent after the store's commit: when the client
@@ -27,14 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from mailpost.imap import responses as rsp
 from mailpost.imap.handlers.append_stage import UNAVAILABLE, AppendStage, Refusal
 from mailpost.imap.responses import Tagged
 from mailpost.store.errors import NotFound, OverQuota, StoreError
 from mailpost.store.interface import MailStore
-from mailpost.store.types import Account, BlobRef
+from mailpost.store.types import Account, BlobRef, NewMessage
 
 log = logging.getLogger(__name__)
 
@@ -99,27 +93,17 @@ async def commit(store: MailStore, stage: AppendStage) -> Tagged:
 async def _commit(store: MailStore, stage: AppendStage) -> Tagged:
     mailbox = stage.mailbox
     assert mailbox is not None and stage.refusal is None
-    try:
-        refusal = await quota_refusal(store, stage.account, stage.staged_bytes,
-                                      stage.staged_count)
-    except StoreError:
-        refusal = UNAVAILABLE
-    if refusal is not None:
-        await discard(store, stage)
-        return refusal.response(stage.tag)
     stage.close()
-    added: list[int] = []
-    for index, message in enumerate(stage.messages):
+    items: list[NewMessage] = []
+    for message in stage.messages:
         assert message.blob is not None  # finish_current() ran for every message
-        try:
-            meta = await store.append(stage.account.id, mailbox.id, message.blob,
-                                      message.flags, message.internal_date, enforce_quota=True)
-        except StoreError as exc:
-            await _undo(store, mailbox.id, added)
-            await release_blobs(store, (later.blob for later in stage.messages[index:]))
-            return (await _failure(store, stage, exc)).response(stage.tag)
-        added.append(meta.uid)
-    code = rsp.code_appenduid(mailbox.uidvalidity, added)
+        items.append(NewMessage(message.blob, message.flags, message.internal_date))
+    try:
+        added = await store.append_many(stage.account.id, mailbox.id, items, enforce_quota=True)
+    except StoreError as exc:
+        await release_blobs(store, (item.blob for item in items))
+        return (await _failure(store, stage, exc)).response(stage.tag)
+    code = rsp.code_appenduid(mailbox.uidvalidity, [meta.uid for meta in added])
     return Tagged(stage.tag, "OK", "APPEND completed", code)
 
 
@@ -133,14 +117,3 @@ async def _failure(store: MailStore, stage: AppendStage, exc: StoreError) -> Ref
         if current is not None and current.id == stage.mailbox.id:
             return UNAVAILABLE  # the mailbox is there: a body went missing underneath
     return refusal_for(exc)
-
-
-async def _undo(store: MailStore, mailbox_id: int, uids: Sequence[int]) -> None:
-    """Expunge the messages a failed MULTIAPPEND already added (see the module docstring)."""
-    if not uids:
-        return
-    try:
-        await store.expunge(mailbox_id, uids)
-    except StoreError as exc:
-        log.error("MULTIAPPEND failed half-way and its %d messages could not be removed: %s",
-                  len(uids), exc)

@@ -49,6 +49,7 @@ from mailpost.store.types import (
     FlagUpdate,
     MailboxChanges,
     MessageMeta,
+    NewMessage,
 )
 
 _SELECT_BY_UIDS = (f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ?"
@@ -111,6 +112,22 @@ def append(ctx: WriteContext, account_id: int, mailbox_id: int, blob: BlobRef,
         check_quota(ctx.conn, account_id, blob.size, 1)
     ctx.reference(blob)
     return insert_message(ctx, mailbox, blob, normalise_flags(flags), internal_date)
+
+
+def append_many(ctx: WriteContext, account_id: int, mailbox_id: int,
+                items: Sequence[NewMessage], enforce_quota: bool) -> list[MessageMeta]:
+    """All the messages in this one write operation: a failure rolls back every one."""
+    mailbox = mailbox_row(ctx.conn, mailbox_id)
+    if mailbox.account_id != account_id:
+        raise NotFound(f"no mailbox with id {mailbox_id} in account {account_id}")
+    if enforce_quota:
+        check_quota(ctx.conn, account_id, sum(item.blob.size for item in items), len(items))
+    added: list[MessageMeta] = []
+    for message in items:
+        ctx.reference(message.blob)
+        added.append(insert_message(ctx, mailbox, message.blob, normalise_flags(message.flags),
+                                    message.internal_date))
+    return added
 
 
 def store_flags(ctx: WriteContext, mailbox_id: int, uids: Sequence[int], mode: FlagMode,

@@ -70,6 +70,7 @@ from mailpost.store.types import (
     MailboxChanges,
     MailboxInfo,
     MessageMeta,
+    NewMessage,
     OutboundEnvelope,
     QueueEntry,
 )
@@ -296,6 +297,12 @@ class SQLiteStore:
                      enforce_quota: bool = True) -> MessageMeta:
         return await self._writer.run(lambda ctx: messages.append(
             ctx, account_id, mailbox_id, blob, flags, internal_date, enforce_quota))
+
+    async def append_many(self, account_id: int, mailbox_id: int,
+                          items: Sequence[NewMessage],
+                          enforce_quota: bool = True) -> list[MessageMeta]:
+        return await self._writer.run(lambda ctx: messages.append_many(
+            ctx, account_id, mailbox_id, items, enforce_quota))
 
     async def store_flags(self, mailbox_id: int, uids: Sequence[int], mode: FlagMode,
                           flags: frozenset[str],
