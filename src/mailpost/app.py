@@ -37,7 +37,9 @@ from mailpost.net.listener import (
     ConnectionLimiter,
     Handler,
     ListenerSpec,
+    SessionTasks,
     bound_addresses,
+    end_sessions,
     start_listener,
 )
 from mailpost.pop3.session import POP3Services, POP3Session
@@ -72,6 +74,8 @@ class Server:
     _queue_task: asyncio.Task[None] | None = None
     # Changes committed by other processes (the mailpost command) arrive here (see doorbell).
     _doorbell: doorbell.DoorbellListener | None = None
+    # Open connections: closing the listeners does not end them, stop() does.
+    _sessions: SessionTasks = field(default_factory=set)
 
     async def start(self) -> None:
         config = self.config
@@ -101,7 +105,7 @@ class Server:
                             tls_context=tls_context, account_sessions=account_sessions)
         limiter = ConnectionLimiter(limits.max_connections_per_ip)
         for spec in self._listener_specs(services, pop3, imap, tls_context):
-            self.listeners[spec.name] = await start_listener(spec, limiter)
+            self.listeners[spec.name] = await start_listener(spec, limiter, self._sessions)
             for host, port in bound_addresses(self.listeners[spec.name]):
                 log.info("listening %s %s:%d", spec.name, host, port)
         self.queue_runner = QueueRunner(self.store, config)
@@ -166,6 +170,7 @@ class Server:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server.wait_closed(), 5)
         self.listeners.clear()
+        await end_sessions(self._sessions)
         if self._doorbell is not None:
             self._doorbell.close()
             self._doorbell = None

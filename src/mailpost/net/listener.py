@@ -16,6 +16,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from mailpost.net.tls import describe
 
@@ -176,6 +177,10 @@ class Connection:
 Handler = Callable[[Connection], Awaitable[None]]
 
 
+# The tasks of the connections a server has open (see end_sessions).
+SessionTasks: TypeAlias = "set[asyncio.Task[None]]"
+
+
 @dataclass
 class ListenerSpec:
     """What to run on which addresses."""
@@ -188,8 +193,12 @@ class ListenerSpec:
     handshake_timeout: float = 30.0
 
 
-async def _serve_one(spec: ListenerSpec, limiter: ConnectionLimiter,
+async def _serve_one(spec: ListenerSpec, limiter: ConnectionLimiter, sessions: SessionTasks,
                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        sessions.add(task)
+        task.add_done_callback(sessions.discard)
     connection = Connection(reader, writer, spec.name, spec.implicit_tls is not None)
     ip = connection.remote_ip
     if not limiter.acquire(ip):
@@ -203,6 +212,10 @@ async def _serve_one(spec: ListenerSpec, limiter: ConnectionLimiter,
         await spec.handler(connection)
     except ConnectionLost as exc:
         log.debug("%s: %s:%d lost: %s", spec.name, ip, connection.remote_port, exc)
+    except asyncio.CancelledError:
+        # The server is stopping (end_sessions). The task ends here, normally: asyncio's
+        # stream machinery would log a cancelled connection task as an error.
+        log.debug("%s: %s:%d closed at shutdown", spec.name, ip, connection.remote_port)
     except Exception:
         log.exception("%s: session with %s failed", spec.name, ip)
     finally:
@@ -210,12 +223,16 @@ async def _serve_one(spec: ListenerSpec, limiter: ConnectionLimiter,
         await connection.close()
 
 
-async def start_listener(spec: ListenerSpec, limiter: ConnectionLimiter) -> list[asyncio.Server]:
-    """Bind every address of ``spec``; returns the servers (their sockets give bound ports)."""
+async def start_listener(spec: ListenerSpec, limiter: ConnectionLimiter,
+                         sessions: SessionTasks | None = None) -> list[asyncio.Server]:
+    """Bind every address of ``spec``; returns the servers (their sockets give bound ports).
+    The task of every connection is kept in ``sessions`` while it runs (see
+    :func:`end_sessions`)."""
+    active: SessionTasks = sessions if sessions is not None else set()
     servers = []
     for host, port in spec.addresses:
         server = await asyncio.start_server(
-            lambda r, w: _serve_one(spec, limiter, r, w),
+            lambda r, w: _serve_one(spec, limiter, active, r, w),
             host,
             port,
             ssl=spec.implicit_tls,
@@ -225,6 +242,16 @@ async def start_listener(spec: ListenerSpec, limiter: ConnectionLimiter) -> list
         )
         servers.append(server)
     return servers
+
+
+async def end_sessions(sessions: SessionTasks, timeout: float = 5.0) -> None:
+    """Cancel the connections still open after the listeners closed, and wait for them to
+    close their sockets (closing a listener does not end its connections)."""
+    tasks = list(sessions)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
 
 
 def bound_addresses(servers: list[asyncio.Server]) -> list[tuple[str, int]]:
