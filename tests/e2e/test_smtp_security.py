@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,26 @@ def test_plaintext_sent_after_the_220_never_counts_as_tls(server: ServerThread) 
     raw.buffer = b""
     code, _ = raw.command("NOOP")
     assert code == 250, "the first reply after the handshake answers our NOOP"
+
+
+def test_a_body_whose_commit_failed_is_removed_at_once(server: ServerThread,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    async def failing_deliver(*args: object, **kwargs: object) -> object:
+        raise StoreUnavailable("database locked (injected)")
+
+    monkeypatch.setattr(server.store, "deliver", failing_deliver)
+    raw = session(server)
+    raw.send(b"MAIL FROM:<c@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+    assert [raw.reply()[0] for _ in range(3)] == [250, 250, 354]
+    big = b"x" * 78 + b"\r\n"
+    raw.send(b"Subject: large\r\n\r\n" + big * 2000 + b".\r\n")  # > 64 KiB: a file body
+    assert raw.reply()[0] == 452
+    messages = server.config.data_dir / "messages"
+
+    def stored_files() -> list[Path]:
+        return [path for path in messages.rglob("*") if path.is_file()]
+
+    deadline = time.monotonic() + 5
+    while stored_files() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert stored_files() == []  # not left for the next start-up sweep

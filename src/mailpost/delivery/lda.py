@@ -27,6 +27,7 @@ Outcomes map to the exit statuses of ``sysexits.h`` that MTAs understand: unknow
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import enum
 import secrets
@@ -83,11 +84,16 @@ async def deliver_stream(store: MailStore, request: Request, stream: BinaryIO) -
             writer.abort()
             return problem
         blob = await writer.finish()
+    except StoreError as exc:
+        writer.abort()
+        return Outcome(Status.TEMPFAIL, f"cannot store the message: {exc}")
+    try:
         targets = [DeliveryTarget(account.id, await _folder(store, account, request.mailbox))
                    for account in accounts]
         outcome = await store.deliver(blob, targets)
     except StoreError as exc:
-        writer.abort()
+        with contextlib.suppress(StoreError):  # else the start-up sweep removes it
+            await store.release_blob(blob)
         return Outcome(Status.TEMPFAIL, f"cannot store the message: {exc}")
     return Outcome(Status.OK, f"delivered to {len(outcome.local)} mailbox(es)")
 

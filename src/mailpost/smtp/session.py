@@ -387,14 +387,24 @@ class SMTPSession:
         try:
             await inbound.commit(self.services.store, self.envelope, blob, mailbox)
         except OverQuota:
+            await self.release(blob)
             return _reply(552, "5.2.2", "Mailbox full")
         except StoreUnavailable:
+            await self.release(blob)
             return STORE_UNAVAILABLE
         if self.services.config.submission.save_to_sent and self.account is not None:
             await self.save_sent_copy(self.account, blob)
         log.info("smtp %s: accepted %s from <%s> for %d recipient(s)", self.connection.remote_ip,
                  self.message_id, self.envelope.sender, len(self.envelope.recipients))
         return _reply(250, "2.0.0", f"OK: queued as {self.message_id}")
+
+    async def release(self, blob: BlobRef) -> None:
+        """The message was not accepted after all: its finished body goes at once."""
+        try:
+            await self.services.store.release_blob(blob)
+        except StoreError as exc:  # the start-up sweep removes it then
+            log.warning("smtp %s: could not release an undelivered body: %s",
+                        self.connection.remote_ip, exc)
 
     async def save_sent_copy(self, account: Account, blob: BlobRef) -> None:
         """``[submission] save_to_sent``: a copy in the submitter's \\Sent mailbox (RFC 6154).

@@ -267,6 +267,11 @@ class MailStore(DirectoryStore, MailboxStore, QueueStore, Protocol):
     @property
     def blobs(self) -> BlobStore: ...
 
+    async def release_blob(self, blob: BlobRef) -> None:
+        """A finished body that will not be stored after all (its delivery or APPEND failed
+        after ``BlobWriter.finish``): remove it now rather than at the next start-up sweep.
+        A body that some message or queue entry references is kept."""
+
     async def deliver(self, blob: BlobRef, targets: Sequence[DeliveryTarget],
                       outbound: OutboundEnvelope | None = None,
                       internal_date: datetime | None = None) -> DeliveryOutcome:

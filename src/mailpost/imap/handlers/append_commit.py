@@ -61,19 +61,12 @@ async def quota_refusal(store: MailStore, account: Account, add_bytes: int,
 
 
 async def release_blobs(store: MailStore, blobs: Iterable[BlobRef | None]) -> None:
-    """Free finished bodies that will not be stored after all.
-
-    ``release_blob`` is not part of the store interface yet; without it a finished file body
-    stays until the next start-up sweep (an in-memory one was already dropped by ``abort``).
-    """
-    release = getattr(store, "release_blob", None)
-    if release is None:
-        return
+    """Free finished bodies that will not be stored after all."""
     for blob in blobs:
         if blob is None:
             continue
         try:
-            await release(blob)
+            await store.release_blob(blob)
         except StoreError as exc:  # the sweep will find it; nothing the client needs to know
             log.warning("could not release an unused APPEND body: %s", exc)
 

@@ -188,11 +188,9 @@ class SQLiteStore:
         return removed
 
     async def release_blob(self, blob: BlobRef) -> None:
-        """Delete a finished body that will not be delivered after all (if nothing uses it).
-
-        Not part of the interface yet: without it, a body whose delivery failed stays stored
-        until the next start-up sweep (a pending inline one until it expires).
-        """
+        """Delete a finished body that will not be delivered after all (if nothing uses it):
+        the pending copy of an inline body at once, a file once the writer has checked that
+        no message or queue entry references it."""
         if is_inline_blob_id(blob.id):
             self._blobs.drop_pending(blob.id)
         await self._writer.run(lambda ctx: ctx.release([blob.id]))
