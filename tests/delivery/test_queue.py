@@ -420,3 +420,23 @@ async def test_stopping_the_runner_cancels_attempts_in_flight(
     [entry] = await store.list_queue()  # still queued: its lease brings it back later
     assert entry.recipients[0].address == "c@remote.net"
     await store.close()
+
+
+async def test_a_refused_mail_from_reports_the_servers_own_status(
+        store: MailStore, alice: Account, tmp_path: Path, clock: FakeClock) -> None:
+    def refuse_sender(destination: Destination, transaction: Transaction) -> dict[str, Reply]:
+        reply = Reply(550, "5.7.26 unauthenticated sender")
+        raise SessionError(f"MAIL FROM: {reply}", reply.permanent, reply=reply)
+
+    def no_utf8(destination: Destination, transaction: Transaction) -> dict[str, Reply]:
+        raise SessionError("server does not support SMTPUTF8 addresses", permanent=True,
+                           status="5.6.7")
+
+    statuses = []
+    for script in (refuse_sender, no_utf8):
+        await enqueue(store, OutboundRecipient("c@remote.net"))
+        await runner(store, tmp_path, clock, FakeSender(script)).run_once()
+        bounce = (await inbox(store, alice))[-1]
+        statuses.append(subpart(subpart(bounce, 1), 1)["Status"])
+    # The server's own enhanced code (RFC 3463), not a generic 5.0.0; and one of ours.
+    assert statuses == ["5.7.26", "5.6.7"]

@@ -63,9 +63,14 @@ class Reply:
 class SessionError(Exception):
     """The session failed before per-recipient results existed (connection, greeting, MAIL)."""
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
+    def __init__(self, message: str, permanent: bool = False, *,
+                 reply: Reply | None = None, status: str | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        # The server's reply that ended the session, if one did (its enhanced status code
+        # goes into the DSN), or a status of our own for a refusal made here.
+        self.reply = reply
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +142,7 @@ class _Connection:
             return
         reply = await self.command(f"HELO {name}")
         if not reply.positive:
-            raise SessionError(f"HELO refused: {reply}", reply.permanent)
+            raise SessionError(f"HELO refused: {reply}", reply.permanent, reply=reply)
         self.extensions = {}
 
     async def close(self) -> None:
@@ -205,7 +210,8 @@ async def _authenticate(conn: _Connection, credentials: Credentials) -> None:
     token = f"\0{credentials.username}\0{credentials.password}".encode()
     reply = await conn.command("AUTH PLAIN " + base64.b64encode(token).decode("ascii"))
     if reply.code != 235:
-        raise SessionError(f"relay authentication failed: {reply}", reply.permanent)
+        raise SessionError(f"relay authentication failed: {reply}", reply.permanent,
+                           reply=reply)
 
 
 async def _transact(conn: _Connection, transaction: Transaction) -> dict[str, Reply]:
@@ -214,12 +220,14 @@ async def _transact(conn: _Connection, transaction: Transaction) -> dict[str, Re
     utf8 = not transaction.sender.isascii() or any(
         not r.address.isascii() for r in transaction.recipients)
     if utf8 and "SMTPUTF8" not in conn.extensions:  # RFC 6531 §3.2: cannot be downgraded
-        raise SessionError("server does not support SMTPUTF8 addresses", permanent=True)
+        # RFC 6531 §3.5: X.6.7, "non-ASCII addresses not permitted for that sender/recipient".
+        raise SessionError("server does not support SMTPUTF8 addresses", permanent=True,
+                           status="5.6.7")
     params = mail_parameters(body, transaction.ret, transaction.envid, conn.extensions)
     params += ("SMTPUTF8",) if utf8 else ()
     reply = await conn.command(f"MAIL FROM:<{transaction.sender}>" + _joined(params))
     if not reply.positive:
-        raise SessionError(f"MAIL FROM: {reply}", reply.permanent)
+        raise SessionError(f"MAIL FROM: {reply}", reply.permanent, reply=reply)
     results: dict[str, Reply] = {}
     accepted: list[str] = []
     for recipient in transaction.recipients:

@@ -138,6 +138,16 @@ def group_by_domain(recipients: Sequence[OutboundRecipient]) -> dict[str, list[O
     return groups
 
 
+def _session_status(exc: SessionError) -> str:
+    """The DSN status of a session that failed before per-recipient replies: the server's
+    own enhanced code when it gave one (RFC 3463), else 4.4.1 (no answer) or 5.0.0."""
+    if exc.status is not None:
+        return exc.status
+    if exc.reply is not None:
+        return dsn.status_of(exc.reply.code, exc.reply.text)
+    return "5.0.0" if exc.permanent else "4.4.1"
+
+
 def _outcome(reply: Reply, host: str) -> Outcome:
     kind = "delivered" if reply.positive else "failed" if reply.permanent else "deferred"
     status = "2.0.0" if reply.positive else dsn.status_of(reply.code, reply.text)
@@ -324,8 +334,7 @@ class QueueRunner:
                                           source_address=self.settings.source_address)
             except SessionError as exc:
                 kind = "failed" if exc.permanent else "deferred"
-                error = Outcome(kind, "5.0.0" if exc.permanent else "4.4.1", str(exc),
-                                target.tls_name)
+                error = Outcome(kind, _session_status(exc), str(exc), target.tls_name)
                 if exc.permanent:
                     break
                 continue
