@@ -254,6 +254,38 @@ async def test_no_record_or_no_fetch_means_no_policy(clock: FakeClock) -> None:
     assert await PolicyCache(sts_resolver("x"), fetch, clock=clock).policy_for("b.test") is None
 
 
+async def test_the_policy_survives_a_restart_in_the_store(store: MailStore,
+                                                          clock: FakeClock) -> None:
+    resolver, fetch = sts_resolver("one"), CountingFetch(POLICY)
+    assert await PolicyCache(resolver, fetch, clock=clock, store=store).policy_for("b.test")
+    stored = await store.get_mta_sts_policy("b.test")
+    assert stored is not None and stored.policy_id == "one" and "enforce" in stored.text
+    # A restart, and an attacker now blocks both the TXT record and the policy host (§5.1):
+    # the policy known before still applies, and nothing is fetched.
+    set_id(resolver, None)
+    fetch.text = None
+    restarted = PolicyCache(resolver, fetch, clock=clock, store=store)
+    policy = await restarted.policy_for("b.test")
+    assert policy is not None and policy.mode == "enforce"
+    assert fetch.domains == ["b.test"]
+    clock.advance(seconds=86400)  # max_age over: it no longer applies, in memory or stored
+    assert await PolicyCache(resolver, fetch, clock=clock, store=store).policy_for(
+        "b.test") is None
+
+
+async def test_a_changed_id_replaces_the_stored_policy(store: MailStore,
+                                                       clock: FakeClock) -> None:
+    resolver, fetch = sts_resolver("one"), CountingFetch(POLICY)
+    await PolicyCache(resolver, fetch, clock=clock, store=store).policy_for("b.test")
+    set_id(resolver, "two")
+    fetch.text = POLICY.replace("enforce", "testing")
+    restarted = PolicyCache(resolver, fetch, clock=clock, store=store)
+    policy = await restarted.policy_for("b.test")
+    assert policy is not None and policy.mode == "testing"
+    stored = await store.get_mta_sts_policy("b.test")
+    assert stored is not None and stored.policy_id == "two"
+
+
 # -- enforcement in the runner ---------------------------------------------------------------
 
 

@@ -26,7 +26,13 @@ RFC 8461 §3.1) and serves it at ``https://mta-sts.<domain>/.well-known/mta-sts.
 :func:`plan` applies a policy to the destinations :func:`mailpost.delivery.mx.destinations`
 found (§5): ``enforce`` keeps only MX hosts matching a pattern (§4.1) and requires TLS verified
 against the MX host name (§4.2); ``testing`` delivers as before and only logs the mismatches;
-``none`` is no policy. The cache lives in memory: a restart costs one fetch per domain.
+``none`` is no policy.
+
+The cache is what protects a domain's mail once its policy is known (§5.1: an attacker who can
+block the policy fetch and the TXT lookup must not be able to turn enforcement off), so it must
+outlive restarts: every fetched policy is also written to the store
+(:meth:`~mailpost.store.interface.QueueStore.put_mta_sts_policy`), and a domain missing from
+memory is looked up there before anything else, once per process.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from typing import Protocol
 from mailpost.delivery.mx import Destination
 from mailpost.delivery.outbound import TLSPolicy
 from mailpost.mailauth.dns import DNSTempError, Resolver
+from mailpost.store.errors import StoreError
+from mailpost.store.types import StoredPolicy
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +233,19 @@ class PolicySource(Protocol):
         """The policy to apply to ``domain`` now; None when it has none."""
 
 
+class PolicyStore(Protocol):
+    """Where policies outlive the process (the mail store implements it)."""
+
+    async def get_mta_sts_policy(self, domain: str) -> StoredPolicy | None: ...
+
+    async def put_mta_sts_policy(self, policy: StoredPolicy) -> None: ...
+
+
+# Domains looked up in the store at most once per process; past this many the memory of which
+# were looked up starts over (a few extra reads, never a wrong answer).
+_MAX_LOOKED_UP = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class _Cached:
     policy_id: str
@@ -240,17 +261,20 @@ class PolicyCache:
     """:class:`PolicySource` with discovery, fetching and an in-memory cache (module doc)."""
 
     def __init__(self, resolver: Resolver, fetch: Callable[[str], str], *,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+                 clock: Callable[[], datetime] = _utc_now,
+                 store: PolicyStore | None = None) -> None:
         self.resolver = resolver
         self.fetch = fetch
         self.clock = clock
+        self.store = store
         self._cache: dict[str, _Cached] = {}
         self._failed: dict[tuple[str, str], datetime] = {}
+        self._looked_up: set[str] = set()
 
     async def policy_for(self, domain: str) -> Policy | None:
         domain = _normalise(domain)
         now = self.clock()
-        cached = self._cache.get(domain)
+        cached = self._cache.get(domain) or await self._stored(domain)
         if cached is not None and cached.expires <= now:
             del self._cache[domain]
             cached = None
@@ -272,7 +296,8 @@ class PolicyCache:
         if failed_at is not None and now - failed_at < FETCH_RETRY_AFTER:
             return None
         try:
-            policy = parse_policy(await asyncio.to_thread(self.fetch, domain))
+            text = await asyncio.to_thread(self.fetch, domain)
+            policy = parse_policy(text)
         except (PolicyError, OSError, ssl.SSLError, http.client.HTTPException,
                 DNSTempError, UnicodeDecodeError) as exc:
             # §3.3: let the operator see refresh failures.
@@ -285,12 +310,41 @@ class PolicyCache:
         self._failed.pop((domain, policy_id), None)
         entry = _Cached(policy_id, policy, now + timedelta(seconds=policy.max_age))
         self._cache[domain] = entry
+        await self._keep(domain, entry, text)
         return entry
 
+    async def _stored(self, domain: str) -> _Cached | None:
+        """The policy the store kept for ``domain`` (first time this process asks)."""
+        if self.store is None or domain in self._looked_up:
+            return None
+        if len(self._looked_up) >= _MAX_LOOKED_UP:
+            self._looked_up.clear()
+        self._looked_up.add(domain)
+        try:
+            stored = await self.store.get_mta_sts_policy(domain)
+            if stored is None:
+                return None
+            entry = _Cached(stored.policy_id, parse_policy(stored.text), stored.expires)
+        except (StoreError, PolicyError) as exc:
+            log.warning("stored MTA-STS policy of %s unusable: %s", domain, exc)
+            return None
+        self._cache[domain] = entry
+        return entry
 
-def policy_cache(resolver: Resolver, ca_file: str | None = None) -> PolicyCache:
-    """The production cache: HTTPS on port 443 through ``resolver``."""
-    return PolicyCache(resolver, HTTPSFetcher(resolver, ca_file=ca_file))
+    async def _keep(self, domain: str, entry: _Cached, text: str) -> None:
+        if self.store is None:
+            return
+        try:
+            await self.store.put_mta_sts_policy(
+                StoredPolicy(domain, entry.policy_id, text, entry.expires))
+        except StoreError as exc:  # memory still has it; a restart would fetch it again
+            log.warning("could not store the MTA-STS policy of %s: %s", domain, exc)
+
+
+def policy_cache(resolver: Resolver, ca_file: str | None = None,
+                 store: PolicyStore | None = None) -> PolicyCache:
+    """The production cache: HTTPS on port 443 through ``resolver``, kept in ``store``."""
+    return PolicyCache(resolver, HTTPSFetcher(resolver, ca_file=ca_file), store=store)
 
 
 # -- application -----------------------------------------------------------------------------

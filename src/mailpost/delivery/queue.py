@@ -171,7 +171,7 @@ class QueueRunner:
         # resolver gets MTA-STS only through an explicit policy source.
         if mta_sts is None and resolver is None and self.settings.mta_sts:
             mta_sts = mtasts.policy_cache(SystemResolver(config.dns.nameservers),
-                                          self.settings.mta_sts_ca_file)
+                                          self.settings.mta_sts_ca_file, store)
         self.mta_sts = mta_sts
         self.clock = clock
         self.send = send

@@ -40,6 +40,7 @@ from mailpost.store.types import (
     NewMessage,
     OutboundEnvelope,
     QueueEntry,
+    StoredPolicy,
 )
 
 
@@ -259,6 +260,12 @@ class QueueStore(Protocol):
 
     async def claim_delay_warning(self, entry_id: int) -> bool:
         """True the first time it is called for an entry (the delay warning is sent once)."""
+
+    async def get_mta_sts_policy(self, domain: str) -> StoredPolicy | None:
+        """The MTA-STS policy last stored for ``domain`` (lowercase), expired or not."""
+
+    async def put_mta_sts_policy(self, policy: StoredPolicy) -> None:
+        """Store (replace) the policy of ``policy.domain``."""
 
 
 class MailStore(DirectoryStore, MailboxStore, QueueStore, Protocol):

@@ -151,6 +151,17 @@ class OutboundEnvelope:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredPolicy:
+    """A recipient domain's MTA-STS policy as last fetched (RFC 8461 §5.1: the cache is what
+    protects mail against a downgrade, so it outlives restarts)."""
+
+    domain: str
+    policy_id: str
+    text: str  # the policy file, parsed again when loaded
+    expires: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class QueueEntry:
     id: int
     sender: str

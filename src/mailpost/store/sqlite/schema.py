@@ -238,9 +238,20 @@ _WIRE_READY_V6 = """
 ALTER TABLE messages ADD COLUMN wire_ready INTEGER NOT NULL DEFAULT 0;
 """
 
+# Version 7: the MTA-STS policy cache survives restarts (see mailpost.delivery.mtasts).
+_MTA_STS_V7 = """
+CREATE TABLE mta_sts_policies (
+    domain TEXT PRIMARY KEY,
+    policy_id TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    expires REAL NOT NULL
+);
+"""
+
 # Append-only: MIGRATIONS[n] upgrades user_version n to n + 1. Never edit a released entry.
 MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _INLINE_BODIES_V2, _ACCOUNT_USAGE_V3,
-                               _APOP_SECRET_V4, _DELAY_WARNED_V5, _WIRE_READY_V6)
+                               _APOP_SECRET_V4, _DELAY_WARNED_V5, _WIRE_READY_V6,
+                               _MTA_STS_V7)
 
 _BUSY_TIMEOUT_MS = 10_000
 

@@ -49,7 +49,15 @@ from pathlib import Path
 from mailpost.bus import ChangeBus
 from mailpost.store.blobs import FileBlobStore, is_inline_blob_id
 from mailpost.store.errors import StoreError
-from mailpost.store.sqlite import delivery, directory, mailboxes, messages, queue, queue_run
+from mailpost.store.sqlite import (
+    delivery,
+    directory,
+    mailboxes,
+    messages,
+    policies,
+    queue,
+    queue_run,
+)
 from mailpost.store.sqlite.bodies import BodyStore
 from mailpost.store.sqlite.reader import ReadPool
 from mailpost.store.sqlite.rows import now_utc
@@ -73,6 +81,7 @@ from mailpost.store.types import (
     NewMessage,
     OutboundEnvelope,
     QueueEntry,
+    StoredPolicy,
 )
 
 log = logging.getLogger(__name__)
@@ -363,6 +372,13 @@ class SQLiteStore:
 
     async def claim_delay_warning(self, entry_id: int) -> bool:
         return await self._writer.run(lambda ctx: queue_run.claim_delay_warning(ctx, entry_id))
+
+    async def get_mta_sts_policy(self, domain: str) -> StoredPolicy | None:
+        return await self._reads.run(lambda conn: policies.get_policy(conn, domain),
+                                     single_statement=True)
+
+    async def put_mta_sts_policy(self, policy: StoredPolicy) -> None:
+        await self._writer.run(lambda ctx: policies.put_policy(ctx, policy))
 
 
 def _remove_unreferenced(ctx: WriteContext, blob_ids: list[str]) -> int:
