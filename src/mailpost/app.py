@@ -29,6 +29,7 @@ from mailpost.bus import LocalBus
 from mailpost.config import Config, parse_host_port
 from mailpost.delivery.queue import POLL_INTERVAL, QueueRunner
 from mailpost.delivery.resolve import RecipientResolver
+from mailpost.imap.recent import RecentRegistry
 from mailpost.imap.session import IMAPServices, IMAPSession
 from mailpost.net import tls
 from mailpost.net.listener import (
@@ -50,6 +51,7 @@ from mailpost.runtime import (
 )
 from mailpost.smtp.session import Mode, SMTPServices, SMTPSession
 from mailpost.store import open_store
+from mailpost.store.errors import StoreError
 from mailpost.store.interface import MailStore
 
 log = logging.getLogger("mailpost")
@@ -76,6 +78,8 @@ class Server:
     _doorbell: doorbell.DoorbellListener | None = None
     # Open connections: closing the listeners does not end them, stop() does.
     _sessions: SessionTasks = field(default_factory=set)
+    # IMAP4rev1 \Recent marks, written to the store when the server stops (see imap.recent).
+    _recent: RecentRegistry = field(default_factory=RecentRegistry)
 
     async def start(self) -> None:
         config = self.config
@@ -102,7 +106,8 @@ class Server:
                             account_sessions=account_sessions)
         imap = IMAPServices(config=config, store=self.store, bus=self.bus,
                             authenticator=authenticator, throttle=throttle,
-                            tls_context=tls_context, account_sessions=account_sessions)
+                            tls_context=tls_context, account_sessions=account_sessions,
+                            recent=self._recent)
         limiter = ConnectionLimiter(limits.max_connections_per_ip)
         for spec in self._listener_specs(services, pop3, imap, tls_context):
             self.listeners[spec.name] = await start_listener(spec, limiter, self._sessions)
@@ -175,6 +180,10 @@ class Server:
             self._doorbell.close()
             self._doorbell = None
         if self.store is not None:
+            try:
+                await self.store.keep_recent_uids(self._recent.marks())
+            except StoreError as exc:  # the next sessions see those messages as recent again
+                log.warning("could not keep the \\Recent marks: %s", exc)
             await self.store.close()
             self.store = None
 

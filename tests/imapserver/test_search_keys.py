@@ -102,8 +102,9 @@ ALL = [1, 2, 3, 4, 5]
     ("DRAFT", [3]), ("UNDRAFT", [1, 2, 4, 5]),
     ("KEYWORD $Important", [3]), ("KEYWORD $IMPORTANT", [3]), ("KEYWORD $Junk", []),
     ("UNKEYWORD $Important", [1, 2, 4, 5]),
-    # mailpost keeps no \Recent (RFC 9051 dropped it): RFC 3501 RECENT/NEW match nothing.
-    ("RECENT", []), ("NEW", []), ("OLD", ALL),
+    # RFC 3501 \Recent: this session selected the mailbox first, so all five are recent here;
+    # NEW is RECENT UNSEEN, OLD is NOT RECENT.
+    ("RECENT", ALL), ("NEW", [3, 4, 5]), ("OLD", []),
 ])
 def test_flag_keys(imap: RawIMAP, criteria: str, expected: list[int]) -> None:
     assert search(imap, criteria) == expected

@@ -216,8 +216,15 @@ def test_many_idlers_on_one_mailbox_all_hear_the_delivery(server: ServerThread) 
         assert client.readline().startswith(b"+")
         idlers.append((client, tag))
     deliver(server, "alice@example.test", message)
+    recent_counts = []
     for client, tag in idlers:
         assert client.readline() == b"* 2 EXISTS\r\n"
         client.send(b"DONE\r\n")
-        assert client.readline().startswith(f"{tag} OK".encode())
+        line = client.readline()
+        if line.endswith(b" RECENT\r\n"):  # RFC 3501: the session that heard of it first
+            recent_counts.append(line)
+            line = client.readline()
+        assert line.startswith(f"{tag} OK".encode())
         client.logout()
+    # The new message is \Recent for exactly one of the idlers (RFC 3501 §2.3.2).
+    assert len(recent_counts) == 1

@@ -210,6 +210,7 @@ def test_imaps_idle_with_imaplib_style_client(server: ServerThread) -> None:
     assert client.readline().startswith(b"+")
     threading.Timer(0.2, deliver, (server, "bob@example.test", MESSAGE)).start()
     assert client.readline() == b"* 1 EXISTS\r\n"
+    assert client.readline() == b"* 1 RECENT\r\n"  # RFC 3501 §7.3.2: it is new to this session
     client.send(b"DONE\r\n")
     assert client.readline().startswith(tag.encode() + b" OK")
     client.logout()

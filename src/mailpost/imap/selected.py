@@ -56,10 +56,12 @@ import asyncio
 import bisect
 import weakref
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from mailpost.bus import published
 from mailpost.imap import responses as rsp
+from mailpost.imap.recent import RecentRegistry, flags_of
 from mailpost.imap.seqset import IntervalSet
 from mailpost.store.interface import MailboxStore
 from mailpost.store.types import MailboxChanges, MailboxInfo, MessageMeta
@@ -280,13 +282,42 @@ class SelectedMailbox:
     # The shared state whose ``uids`` and ``messages`` this view is using (copy on write);
     # None while the view has its own copies.
     shared: MailboxState | None = field(default=None, repr=False, compare=False)
+    # IMAP4rev1 \Recent (imap.recent): the registry this view claims from (None: the client
+    # enabled IMAP4rev2 and never sees the flag) and the UIDs that are recent here.
+    recent_registry: RecentRegistry | None = field(default=None, repr=False, compare=False)
+    recent: set[int] = field(default_factory=set, compare=False)
 
     @classmethod
-    async def open(cls, store: MailboxStore, info: MailboxInfo,
-                   readonly: bool) -> SelectedMailbox:
+    async def open(cls, store: MailboxStore, info: MailboxInfo, readonly: bool,
+                   recent_registry: RecentRegistry | None = None) -> SelectedMailbox:
         state = await current_state(store, info)
-        return cls(info, readonly, state.uids, state.messages, state.modseq,
-                   max(info.uidnext, state.uidnext), shared=state)
+        view = cls(info, readonly, state.uids, state.messages, state.modseq,
+                   max(info.uidnext, state.uidnext), shared=state,
+                   recent_registry=recent_registry)
+        view.recent = view._recent_among(state.uids)
+        return view
+
+    def _recent_among(self, uids: list[int]) -> set[int]:
+        """Claim (read-write) or only see (EXAMINE, RFC 3501 §6.3.2) the recent ones."""
+        registry = self.recent_registry
+        if registry is None or not uids:
+            return set()
+        if self.readonly:
+            return registry.peek(self.info, uids)
+        return registry.claim(self.info, uids)
+
+    def _new_recent(self, highest_before: int) -> list[bytes]:
+        """After a catch-up: the new messages this session is first to hear of become recent
+        here; a RECENT response follows EXISTS when that count grew (RFC 3501 §7.3.2)."""
+        if self.recent_registry is None:
+            return []
+        arrived = self.uids[bisect.bisect_right(self.uids, highest_before):]
+        claimed = self._recent_among(arrived)
+        if not claimed:
+            return []
+        self.recent.intersection_update(self.messages)  # forget expunged ones
+        self.recent |= claimed
+        return [rsp.recent(len(self.recent))]
 
     # -- sharing ------------------------------------------------------------------------------
 
@@ -357,6 +388,7 @@ class SelectedMailbox:
             del self.uids[msn - 1]
         self.messages.pop(uid, None)
         self.ghosts.discard(uid)
+        self.recent.discard(uid)
         return msn
 
     def remove_now(self, uids: list[int], options: SyncOptions) -> list[bytes]:
@@ -383,16 +415,17 @@ class SelectedMailbox:
         """Catch up with the store; returns the untagged lines to send, in a valid order."""
         changes = await changes_since(store, self.info.id, self.modseq)
         state = self.shared
+        highest = self.highest_uid
         if state is not None and state.modseq == self.modseq and not self.ghosts and (
                 allow_expunge or not any(uid in state.messages for uid in changes.expunged)):
             after = advance(store, state, changes)
-            lines = announce(state, after, changes, options)
+            lines = announce(state, after, changes, options, self.recent)
             self._adopt(after)
-            return lines
+            return lines + self._new_recent(highest)
         self._make_private()
         lines = self._sync_private(changes, allow_expunge, options)
         self._share_again(store)
-        return lines
+        return lines + self._new_recent(highest)
 
     def _sync_private(self, changes: MailboxChanges, allow_expunge: bool,
                       options: SyncOptions) -> list[bytes]:
@@ -423,11 +456,11 @@ class SelectedMailbox:
 
     def flags_line(self, meta: MessageMeta, options: SyncOptions,
                    include_uid: bool = True) -> bytes:
-        return _flags_line(self.uids, meta, options, include_uid)
+        return _flags_line(self.uids, meta, options, include_uid, self.recent)
 
 
 def announce(before: MailboxState, after: MailboxState, changes: MailboxChanges,
-             options: SyncOptions) -> list[bytes]:
+             options: SyncOptions, recent: AbstractSet[int] = frozenset()) -> list[bytes]:
     """What a view that was exactly ``before`` tells its client on moving to ``after``: the
     same lines, in the same order, as the private path of :meth:`SelectedMailbox.sync`."""
     lines: list[bytes] = []
@@ -445,7 +478,7 @@ def announce(before: MailboxState, after: MailboxState, changes: MailboxChanges,
         if known is None:
             added += meta.uid > highest and meta.uid in after.messages
         elif _differs(known, meta, options) and meta.uid in after.messages:
-            lines.append(_flags_line(after.uids, meta, options, True))
+            lines.append(_flags_line(after.uids, meta, options, True, recent))
     if added:
         lines.append(rsp.exists(len(after.uids)))
     return lines
@@ -463,13 +496,13 @@ def _msn_in(uids: Sequence[int], uid: int) -> int | None:
 
 
 def _flags_line(uids: Sequence[int], meta: MessageMeta, options: SyncOptions,
-                include_uid: bool) -> bytes:
+                include_uid: bool, recent: AbstractSet[int] = frozenset()) -> bytes:
     msn = _msn_in(uids, meta.uid)
     assert msn is not None
     items: list[tuple[str, bytes]] = []
     if include_uid:
         items.append(("UID", str(meta.uid).encode()))
-    items.append(("FLAGS", rsp.flag_list(sorted(meta.flags))))
+    items.append(("FLAGS", rsp.flag_list(flags_of(meta, recent))))
     if options.condstore:
         items.append(("MODSEQ", f"({meta.modseq})".encode()))
     return rsp.fetch(msn, items)

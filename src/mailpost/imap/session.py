@@ -25,7 +25,7 @@ import logging
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailpost.auth.authenticator import Authenticator
 from mailpost.auth.ratelimit import AuthThrottle
@@ -37,6 +37,7 @@ from mailpost.imap import events as ev
 from mailpost.imap import handlers
 from mailpost.imap.handlers import notify
 from mailpost.imap.protocol import IMAPServerProtocol
+from mailpost.imap.recent import RecentRegistry
 from mailpost.imap.responses import Bye, Response, Tagged, Untagged
 from mailpost.imap.selected import SelectedMailbox, SyncOptions
 from mailpost.imap.seqset import IntervalSet
@@ -69,6 +70,8 @@ class IMAPServices:
     throttle: AuthThrottle
     tls_context: ssl.SSLContext | None
     account_sessions: AccountSessionLimiter
+    # Which messages have been announced as \Recent (RFC 3501): one per server process.
+    recent: RecentRegistry = field(default_factory=RecentRegistry)
 
 
 # A handler returns the response that completes its command, or None when it has already

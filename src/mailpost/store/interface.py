@@ -177,6 +177,11 @@ class MailboxStore(Protocol):
                              special_use: str | None = None) -> MailboxInfo:
         """Raises AlreadyExists, InvalidName."""
 
+    async def keep_recent_uids(self, marks: Sequence[tuple[int, int]]) -> None:
+        """Record, per (mailbox id, uid), that messages below that UID have been announced as
+        \\Recent (RFC 3501 §2.3.2); a mark never moves backwards, unknown mailboxes are
+        skipped. Written when the server stops."""
+
     async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
         """Rename a mailbox and its children (``old/...``). UIDVALIDITY is kept.
 

@@ -65,6 +65,9 @@ class MailboxInfo:
     messages: int = 0
     unseen: int = 0
     size: int = 0
+    # RFC 3501 \Recent: messages from this UID on have not been announced as recent to any
+    # session yet, as last written by a server that stopped (see imap.recent).
+    recent_uid: int = 0
 
 
 @dataclass(frozen=True, slots=True)

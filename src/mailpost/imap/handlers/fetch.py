@@ -98,6 +98,7 @@ def _options(session: IMAPSession, command: cmd.Fetch) -> FetchOptions:
         utf8=session.utf8,
         # IMAP4rev1's grammar knows no MESSAGE/GLOBAL body (RFC 3501 §9).
         message_global="IMAP4REV2" in session.enabled,
+        recent=session.selected.recent if session.selected is not None else frozenset(),
     )
 
 

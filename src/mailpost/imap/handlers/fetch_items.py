@@ -38,6 +38,7 @@ server that "is unable to calculate relationships between messages ... MUST retu
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 from mailpost.imap import responses as rsp
@@ -53,6 +54,7 @@ from mailpost.imap.fetchatt import (
 )
 from mailpost.imap.handlers.fetch_common import date_time
 from mailpost.imap.handlers.fetch_source import MessageSource, Piece, piece_length
+from mailpost.imap.recent import flags_of
 from mailpost.mime import Part, binary, binary_size, body_structure, envelope, find_part
 from mailpost.mime.sections import header_fields
 from mailpost.store.types import MessageMeta
@@ -78,6 +80,8 @@ class FetchOptions:
     qresync: bool = False
     utf8: bool = False
     message_global: bool = True
+    # UIDs that are \Recent for this session (imap.recent); empty for IMAP4rev2 clients.
+    recent: AbstractSet[int] = frozenset()
 
 
 async def render_items(options: FetchOptions, source: MessageSource,
@@ -98,7 +102,7 @@ async def render_items(options: FetchOptions, source: MessageSource,
             done.add(key)
             items.append(await _render(options, source, attribute))
     if seen_now and FetchItem("FLAGS") not in done:
-        items.append(_flags(meta))
+        items.append(_flags(meta, options.recent))
     return items
 
 
@@ -130,7 +134,7 @@ async def _simple(options: FetchOptions, source: MessageSource, name: str) -> It
     if name in ("ENVELOPE", "BODY", "BODYSTRUCTURE"):
         return [name.encode() + b" " + await _structure(options, source, name)]
     if name == "FLAGS":
-        return _flags(meta)
+        return _flags(meta, options.recent)
     return [name.encode() + b" " + _metadata_value(meta, name)]
 
 
@@ -149,8 +153,8 @@ def _metadata_value(meta: MessageMeta, name: str) -> bytes:
     return b"NIL"
 
 
-def _flags(meta: MessageMeta) -> Item:
-    return [b"FLAGS " + rsp.flag_list(sorted(meta.flags))]
+def _flags(meta: MessageMeta, recent: AbstractSet[int]) -> Item:
+    return [b"FLAGS " + rsp.flag_list(flags_of(meta, recent))]
 
 
 def _email_id(meta: MessageMeta) -> str:

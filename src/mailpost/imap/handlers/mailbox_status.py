@@ -11,9 +11,10 @@ session's view may lag until its next catch-up). The items:
 * DELETED and DELETED-STORAGE (RFC 9208 §4.1.4, required by QUOTA=RES-MESSAGE and
   QUOTA=RES-STORAGE) need the message list; DELETED-STORAGE is the sum of the RFC822.SIZE
   of the ``\\Deleted`` messages, in octets, which §4.1.4 explicitly allows;
-* RECENT is always 0 (``\\Recent`` is not kept) and exists only for IMAP4rev1 clients:
-  after ``ENABLE IMAP4rev2`` it is not in the grammar (RFC 9051 §9 ``status-att``), so
-  asking for it is BAD;
+* RECENT counts the messages no session has claimed as ``\\Recent`` yet
+  (:mod:`mailpost.imap.recent`), read from the message list only when UIDNEXT shows there
+  can be some; it exists only for IMAP4rev1 clients: after ``ENABLE IMAP4rev2`` it is not in
+  the grammar (RFC 9051 §9 ``status-att``), so asking for it is BAD;
 * HIGHESTMODSEQ (RFC 7162 §3.1.7) is a CONDSTORE enabling command (§3.1): the first one
   turns on MODSEQ in unsolicited FETCH responses and, with a mailbox selected, announces
   its HIGHESTMODSEQ;
@@ -62,9 +63,12 @@ def enable_condstore(session: IMAPSession) -> None:
 async def status_values(session: IMAPSession, info: MailboxInfo,
                         items: Sequence[str]) -> list[tuple[str, StatusValue]]:
     """The requested STATUS items of ``info``, in the order asked."""
-    deleted_count = deleted_size = 0
-    if _NEEDS_MESSAGES.intersection(items):
+    deleted_count = deleted_size = recent = 0
+    first_recent = session.services.recent.first_unclaimed(info)
+    count_recent = "RECENT" in items and info.uidnext > first_recent and info.messages > 0
+    if count_recent or _NEEDS_MESSAGES.intersection(items):
         for meta in await session.store.messages(info.id):
+            recent += meta.uid >= first_recent
             if "\\Deleted" in meta.flags:
                 deleted_count += 1
                 deleted_size += meta.size
@@ -78,7 +82,7 @@ async def status_values(session: IMAPSession, info: MailboxInfo,
         "DELETED": deleted_count,
         "DELETED-STORAGE": deleted_size,
         "SIZE": info.size,
-        "RECENT": 0,
+        "RECENT": recent,
         "HIGHESTMODSEQ": info.highest_modseq,
         "APPENDLIMIT": session.config.append_limit,
         "MAILBOXID": mailbox_object_id(info.id),

@@ -84,6 +84,7 @@ async def send_new_messages(session: IMAPSession, view: SelectedMailbox, uids: l
         qresync=session.options.qresync,
         utf8=session.utf8,
         message_global="IMAP4REV2" in session.enabled,
+        recent=view.recent,
     )
     writer = PacedWriter(session)
     for uid in uids:

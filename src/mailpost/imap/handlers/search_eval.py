@@ -31,8 +31,8 @@ Semantics that are choices, each following the RFC text:
 * ``SENTBEFORE``/``SENTON``/``SENTSINCE`` compare the date written in the Date: header; a
   message without a parseable Date: header matches none of them (unlike SORT, RFC 5256 §2.2
   does not apply to SEARCH).
-* No message is ``\\Recent`` here (the flag is not kept; RFC 9051 removed it): ``RECENT`` and
-  ``NEW`` match nothing, ``OLD`` matches everything.
+* ``RECENT``, ``NEW`` and ``OLD`` test the session's own recent set (:mod:`mailpost.imap.recent`;
+  empty for IMAP4rev2 clients), not a stored flag.
 * Keywords compare case-insensitively (as system flags do); ``THREADID`` matches nothing since
   no thread ids are assigned; ``MODSEQ`` ignores the entry name and type, as RFC 7162 §3.1.5
   requires of a server that keeps one mod-sequence per message.
@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from mailpost.imap import search as sk
 from mailpost.imap.handlers.search_headers import HeaderInfo, load_headers
 from mailpost.imap.handlers.search_text import TextNeedle, matches_all, needle
+from mailpost.imap.recent import RECENT
 from mailpost.imap.selected import SelectedMailbox
 from mailpost.imap.seqset import IntervalSet
 from mailpost.store.errors import NotFound
@@ -136,6 +137,9 @@ class _Evaluator:
             return await self._headers(_sent_test(key), candidates)
         if isinstance(key, sk.SequenceKey):
             return candidates & self._sequence(key)
+        if isinstance(key, sk.FlagKey) and key.flag == RECENT:  # the session's, not stored
+            recent = self.scope.view.recent
+            return candidates & recent if key.present else candidates - recent
         test = _view_test(key)
         return {uid for uid in candidates if test(self.messages[uid])}
 
@@ -283,8 +287,6 @@ def _view_test(key: sk.SearchKey) -> MetaTest:
 
 def _flag_test(key: sk.FlagKey) -> MetaTest:
     present = key.present
-    if key.flag == "\\Recent":  # never set here (see the module docstring)
-        return lambda meta: not present
     flag = key.flag
     lowered = flag.lower()
 

@@ -47,7 +47,9 @@ async def select(session: IMAPSession, command: cmd.Command) -> Response:
     info = await session.store.get_mailbox(session.account.id, command.mailbox)
     if info is None:
         return Tagged(command.tag, "NO", "No such mailbox", "NONEXISTENT")
-    view = await SelectedMailbox.open(session.store, info, readonly)
+    # IMAP4rev1 clients get \Recent (imap.recent); IMAP4rev2 deprecated it.
+    registry = None if "IMAP4REV2" in session.enabled else session.services.recent
+    view = await SelectedMailbox.open(session.store, info, readonly, registry)
     _announce(session, view)
     if command.qresync is not None and command.qresync.uidvalidity == info.uidvalidity:
         await _qresync(session, view, command.qresync)
@@ -63,7 +65,7 @@ def _announce(session: IMAPSession, view: SelectedMailbox) -> None:
                        if not flag.startswith("\\")})
     session.write(rsp.exists(view.exists))
     if "IMAP4REV2" not in session.enabled:
-        session.write(rsp.recent(0))  # \Recent is not kept (RFC 9051 removed it)
+        session.write(rsp.recent(len(view.recent)))
     session.write(rsp.untagged(f"OK [UIDVALIDITY {info.uidvalidity}] UIDs valid".encode()))
     session.write(rsp.untagged(f"OK [UIDNEXT {view.uidnext}] Predicted next UID".encode()))
     session.write(rsp.flags((*SYSTEM_FLAGS, *keywords)))

@@ -25,7 +25,7 @@ MAILBOX_INFO_QUERY = """
 SELECT m.id, m.account_id, m.name, m.special_use, m.uidvalidity, m.uidnext, m.highest_modseq,
        EXISTS (SELECT 1 FROM subscriptions s
                 WHERE s.account_id = m.account_id AND s.name = m.name) AS subscribed,
-       m.message_count, m.unseen_count, m.total_size
+       m.message_count, m.unseen_count, m.total_size, m.recent_uid
   FROM mailboxes m
 """
 
@@ -93,7 +93,7 @@ def mailbox_info(row: sqlite3.Row) -> MailboxInfo:
         special_use=row["special_use"], uidvalidity=row["uidvalidity"],
         uidnext=row["uidnext"], highest_modseq=row["highest_modseq"],
         subscribed=bool(row["subscribed"]), messages=row["message_count"],
-        unseen=row["unseen_count"], size=row["total_size"],
+        unseen=row["unseen_count"], size=row["total_size"], recent_uid=row["recent_uid"],
     )
 
 

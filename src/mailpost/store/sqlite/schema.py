@@ -248,10 +248,17 @@ CREATE TABLE mta_sts_policies (
 );
 """
 
+# Version 8: where \Recent starts in each mailbox (see mailpost.imap.recent); what is stored
+# already counts as announced.
+_RECENT_UID_V8 = """
+ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
+UPDATE mailboxes SET recent_uid = uidnext;
+"""
+
 # Append-only: MIGRATIONS[n] upgrades user_version n to n + 1. Never edit a released entry.
 MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _INLINE_BODIES_V2, _ACCOUNT_USAGE_V3,
                                _APOP_SECRET_V4, _DELAY_WARNED_V5, _WIRE_READY_V6,
-                               _MTA_STS_V7)
+                               _MTA_STS_V7, _RECENT_UID_V8)
 
 _BUSY_TIMEOUT_MS = 10_000
 

@@ -305,6 +305,11 @@ class SQLiteStore:
         return await self._writer.run(lambda ctx: messages.append(
             ctx, account_id, mailbox_id, blob, flags, internal_date, enforce_quota))
 
+    async def keep_recent_uids(self, marks: Sequence[tuple[int, int]]) -> None:
+        await self._writer.run(lambda ctx: ctx.conn.executemany(
+            "UPDATE mailboxes SET recent_uid = max(recent_uid, ?) WHERE id = ?",
+            [(uid, mailbox_id) for mailbox_id, uid in marks]))
+
     async def append_many(self, account_id: int, mailbox_id: int,
                           items: Sequence[NewMessage],
                           enforce_quota: bool = True) -> list[MessageMeta]:
