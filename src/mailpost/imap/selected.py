@@ -309,8 +309,11 @@ class SelectedMailbox:
     def _new_recent(self, highest_before: int) -> list[bytes]:
         """After a catch-up: the new messages this session is first to hear of become recent
         here; a RECENT response follows EXISTS when that count grew (RFC 3501 §7.3.2)."""
-        if self.recent_registry is None:
+        registry = self.recent_registry
+        if registry is None or not self.uids or self.uids[-1] <= highest_before:
             return []
+        if registry.first_unclaimed(self.info) > self.uids[-1]:
+            return []  # another session heard of them first: the usual case in a fan-out
         arrived = self.uids[bisect.bisect_right(self.uids, highest_before):]
         claimed = self._recent_among(arrived)
         if not claimed:
