@@ -59,11 +59,12 @@ import asyncio
 import logging
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mailpost.imap import commands as cmd
 from mailpost.imap import events as ev
 from mailpost.imap import responses as rsp
+from mailpost.imap.handlers.connection import IdleWakeup
 from mailpost.imap.handlers.fetch_output import PacedWriter
 from mailpost.imap.handlers.mailbox_names import superiors
 from mailpost.imap.handlers.notify_mailboxes import (
@@ -137,8 +138,11 @@ async def read_input(session: IMAPSession, timeout: float) -> bytes:
     if not wants_push(session):
         return await session.read_input(timeout)
     reader = asyncio.ensure_future(session.read_input(timeout))
+    wakeup = IdleWakeup()  # the same single-future wait as IDLE's
+    reader.add_done_callback(wakeup.ring)
     try:
-        while wants_push(session) and await _bell_before_input(session, reader):
+        while wants_push(session) and not await wakeup.input_or_change(reader,
+                                                                        session.subscription):
             await push(session)
             if session.closing:
                 return b""
@@ -180,20 +184,6 @@ def _note_names(own: OwnActions, name: str, subtree: bool = False) -> None:
     own.names.update(superiors(canonical))  # created with it, or its parent
     if subtree:
         own.subtrees.add(canonical)
-
-
-async def _bell_before_input(session: IMAPSession, reader: asyncio.Task[bytes]) -> bool:
-    """Wait for input or the bus; True when changes are pending and no input has arrived."""
-    subscription = session.subscription
-    assert subscription is not None
-    if not subscription.ready:
-        bell = asyncio.ensure_future(subscription.wait_ready())
-        try:
-            waiters: set[asyncio.Future[Any]] = {reader, bell}
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            bell.cancel()
-    return subscription.ready and not reader.done()
 
 
 # --- one batch ----------------------------------------------------------------------------------
