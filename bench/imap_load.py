@@ -79,7 +79,7 @@ from imap_client import (
 )
 from mailboxes import (
     MessageCorpus,
-    add_mailpost_accounts,
+    create_accounts,
     deliver_to_mailpost,
     open_mailpost_store,
 )
@@ -111,17 +111,6 @@ AUTH_NOTES = (
 
 # ---------------------------------------------------------------------------------------------
 # Accounts and mailboxes
-
-
-async def create_accounts(mailpost: MailpostServer | None, addresses: list[str],
-                          password: str) -> dict[str, str]:
-    """The accounts in mailpost's store; address -> argon2id hash (for Dovecot's passwd-file)."""
-    if mailpost is None:
-        from mailpost.auth.passwords import hash_password
-
-        return {address: hash_password(password) for address in addresses}
-    async with open_mailpost_store(mailpost.data_dir) as store:
-        return await add_mailpost_accounts(store, addresses, password)
 
 
 async def fill(corpus: MessageCorpus, addresses: list[str], count: int,
@@ -406,7 +395,8 @@ def start_servers(names: list[str], args: argparse.Namespace, corpus: MessageCor
     cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
     generate_self_signed(cert, key, HOSTNAME)
     started = time.monotonic()
-    hashes = run_async(create_accounts(mailpost, addresses, password))
+    data_dir = mailpost.data_dir if mailpost is not None else None
+    hashes = run_async(create_accounts(data_dir, addresses, password))
     if dovecot is not None:
         dovecot.configure(hashes, cert, key, process_limit=limit)
     boxes = run_async(fill(corpus, addresses, args.messages, mailpost, dovecot))

@@ -192,6 +192,18 @@ async def add_mailpost_accounts(store: MailStore, addresses: Iterable[str],
     return hashes
 
 
+async def create_accounts(data_dir: Path | None, addresses: list[str],
+                          password: str) -> dict[str, str]:
+    """The accounts in the store under ``data_dir`` (None: no mailpost in this run, hashes
+    only); address -> argon2id hash, for Dovecot's passwd-file."""
+    if data_dir is None:
+        from mailpost.auth.passwords import hash_password
+
+        return {address: hash_password(password) for address in addresses}
+    async with open_mailpost_store(data_dir) as store:
+        return await add_mailpost_accounts(store, addresses, password)
+
+
 async def deliver_to_mailpost(store: MailStore, address: str, messages: Iterable[bytes],
                               concurrency: int = 64) -> int:
     """Deliver ``messages`` into the account's INBOX, in order; return how many.

@@ -67,7 +67,7 @@ from common import (
 from dovecot_instance import DovecotInstance, dovecot_version, ensure_installed
 from mailboxes import (
     MessageCorpus,
-    add_mailpost_accounts,
+    create_accounts,
     deliver_to_mailpost,
     open_mailpost_store,
 )
@@ -89,17 +89,6 @@ LEGEND = (
 
 # ---------------------------------------------------------------------------------------------
 # Accounts and mailboxes
-
-
-async def create_accounts(mailpost: MailpostServer | None, addresses: list[str],
-                          password: str) -> dict[str, str]:
-    """The accounts in mailpost's store; address -> argon2id hash (for Dovecot's passwd-file)."""
-    if mailpost is None:
-        from mailpost.auth.passwords import hash_password
-
-        return {address: hash_password(password) for address in addresses}
-    async with open_mailpost_store(mailpost.data_dir) as store:
-        return await add_mailpost_accounts(store, addresses, password)
 
 
 async def fill(corpus: MessageCorpus, addresses: list[str], users: list[int], count: int,
@@ -311,7 +300,8 @@ def start_servers(names: list[str], args: argparse.Namespace, corpus: MessageCor
     cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
     generate_self_signed(cert, key, HOSTNAME)
     started = time.monotonic()
-    hashes = run_async(create_accounts(mailpost, addresses, password))
+    data_dir = mailpost.data_dir if mailpost is not None else None
+    hashes = run_async(create_accounts(data_dir, addresses, password))
     if dovecot is not None:
         dovecot.configure(hashes, cert, key, process_limit=limit)
     boxes = run_async(fill(corpus, addresses, list(range(users)), args.messages,

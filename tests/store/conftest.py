@@ -17,6 +17,7 @@ import pytest
 from mailpost.bus import LocalBus
 from mailpost.store import open_store
 from mailpost.store.interface import MailStore
+from mailpost.store.sqlite import SQLiteStore
 from mailpost.store.types import Account, MailboxInfo
 
 
@@ -80,3 +81,25 @@ async def inbox(store: MailStore, alice: Account) -> MailboxInfo:
     info = await store.get_mailbox(alice.id, "INBOX")
     assert info is not None
     return info
+
+
+# -- the SQLite store itself, for the implementation-specific tests (test_sqlite_*.py) ---------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+async def sqlite_store(data_dir: Path, bus: LocalBus) -> AsyncIterator[SQLiteStore]:
+    opened = await SQLiteStore.open(data_dir, bus)
+    await opened.sweep_finished()  # its steps are writer operations: keep them out of the tests
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def account(sqlite_store: SQLiteStore) -> Account:
+    await sqlite_store.add_domain("example.org")
+    return await sqlite_store.add_account("alice@example.org", "hash")

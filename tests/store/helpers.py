@@ -45,3 +45,8 @@ def database_at_version(data_dir: Path, version: int) -> sqlite3.Connection:
     for number, script in enumerate(MIGRATIONS[:version], start=1):
         conn.executescript(f"{script}\nPRAGMA user_version = {number};")
     return conn
+
+
+def stored_files(directory: Path) -> list[Path]:
+    """Every file below ``directory`` (bodies on disk, spool leftovers), sorted."""
+    return sorted(path for path in directory.rglob("*") if path.is_file())

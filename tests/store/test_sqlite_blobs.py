@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,31 +27,7 @@ from mailpost.store.errors import NotFound, StoreUnavailable
 from mailpost.store.sqlite import SQLiteStore
 from mailpost.store.sqlite.bodies import BodyWriter
 from mailpost.store.types import Account, DeliveryTarget
-from tests.store.helpers import eventually, put_body
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-async def sqlite_store(data_dir: Path) -> AsyncIterator[SQLiteStore]:
-    store = await SQLiteStore.open(data_dir, LocalBus())
-    await store.sweep_finished()  # its steps are writer operations: keep them out of the tests
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-async def account(sqlite_store: SQLiteStore) -> Account:
-    await sqlite_store.add_domain("example.org")
-    return await sqlite_store.add_account("alice@example.org", "hash")
-
-
-def _files(directory: Path) -> list[Path]:
-    return sorted(path for path in directory.rglob("*") if path.is_file())
-
+from tests.store.helpers import eventually, put_body, stored_files
 
 # The smallest body the store's writer puts in a file.
 FILE_SIZE = SPILL_THRESHOLD + 1
@@ -77,13 +52,13 @@ async def test_small_body_is_written_only_at_finish(sqlite_store: SQLiteStore,
     writer.write(b"a" * 100)
     writer.write(b"b" * 100)
     assert writer.size == 200
-    assert _files(data_dir / "tmp") == []  # still in memory
+    assert stored_files(data_dir / "tmp") == []  # still in memory
     ref = await writer.finish()
     assert (ref.size, len(ref.id)) == (200, 32)
     final = data_dir / "messages" / ref.id[:2] / ref.id
     assert final.read_bytes() == b"a" * 100 + b"b" * 100
     assert final.stat().st_mode & 0o777 == 0o600
-    assert _files(data_dir / "tmp") == []
+    assert stored_files(data_dir / "tmp") == []
 
 
 async def test_large_body_spills_and_reads_back_in_ranges(sqlite_store: SQLiteStore) -> None:
@@ -122,7 +97,7 @@ async def test_abort_removes_the_partial_file(sqlite_store: SQLiteStore,
     writer.abort()  # idempotent
 
     async def tmp_is_empty() -> bool:
-        return _files(data_dir / "tmp") == []
+        return stored_files(data_dir / "tmp") == []
 
     assert await eventually(tmp_is_empty)
     with pytest.raises(StoreUnavailable):
@@ -136,7 +111,7 @@ async def test_fsync_failure_gives_store_unavailable_and_leaves_nothing(
     def failing_fsync(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    before = _files(data_dir / "messages")
+    before = stored_files(data_dir / "messages")
     monkeypatch.setattr(os, "fsync", failing_fsync)
     writer: FileBlobWriter | BodyWriter = (
         _file_writer(sqlite_store) if direct else _writer(sqlite_store))
@@ -145,8 +120,8 @@ async def test_fsync_failure_gives_store_unavailable_and_leaves_nothing(
         await writer.finish()
     writer.abort()  # safe after a failed finish
     monkeypatch.undo()
-    assert _files(data_dir / "tmp") == []
-    assert _files(data_dir / "messages") == before
+    assert stored_files(data_dir / "tmp") == []
+    assert stored_files(data_dir / "messages") == before
     inbox = await sqlite_store.get_mailbox(account.id, "INBOX")
     assert inbox is not None and inbox.messages == 0
     # The store keeps working once the disk does.
@@ -165,15 +140,15 @@ async def test_directory_fsync_failure_removes_the_renamed_body(
             raise OSError(errno.EIO, "Input/output error")
         real_fsync(fd)
 
-    before = _files(data_dir / "messages")
+    before = stored_files(data_dir / "messages")
     monkeypatch.setattr(os, "fsync", fail_second_fsync)
     writer = _file_writer(sqlite_store)
     writer.write(b"body")
     with pytest.raises(StoreUnavailable):
         await writer.finish()
     assert len(calls) == 2  # never retried
-    assert _files(data_dir / "messages") == before
-    assert _files(data_dir / "tmp") == []
+    assert stored_files(data_dir / "messages") == before
+    assert stored_files(data_dir / "tmp") == []
 
 
 async def test_disk_full_while_spilling(sqlite_store: SQLiteStore, data_dir: Path,
@@ -187,7 +162,7 @@ async def test_disk_full_while_spilling(sqlite_store: SQLiteStore, data_dir: Pat
     with pytest.raises(StoreUnavailable):
         await writer.finish()
     monkeypatch.undo()
-    assert _files(data_dir / "tmp") == []
+    assert stored_files(data_dir / "tmp") == []
 
 
 async def test_start_up_removes_tmp_leftovers_and_orphan_bodies(data_dir: Path) -> None:
@@ -203,7 +178,7 @@ async def test_start_up_removes_tmp_leftovers_and_orphan_bodies(data_dir: Path) 
 
     reopened = await SQLiteStore.open(data_dir, LocalBus())
     try:
-        assert _files(data_dir / "tmp") == []
+        assert stored_files(data_dir / "tmp") == []
         assert await reopened.sweep_finished() == 1
         assert await reopened.blobs.read(kept) == _file_body(b"delivered")
         with pytest.raises(NotFound):
@@ -263,7 +238,7 @@ async def test_mailbox_names_never_touch_the_file_system(sqlite_store: SQLiteSto
         [f"{i:02x}" for i in range(256)]
 
 
-async def test_second_process_does_not_clean_up_the_owners_files(data_dir: Path) -> None:
+async def test_second_process_does_not_clean_up_the_ownersstored_files(data_dir: Path) -> None:
     owner = await SQLiteStore.open(data_dir, LocalBus())
     try:
         await owner.add_domain("example.org")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,33 +18,17 @@ from mailpost.store.sqlite import bodies as bodies_module
 from mailpost.store.sqlite import writer as writer_module
 from mailpost.store.sqlite.bodies import PendingBodies
 from mailpost.store.types import Account, BlobRef, DeliveryTarget
-from tests.store.helpers import eventually, mailbox, put_body
+from tests.store.helpers import eventually, mailbox, put_body, stored_files
 
 BODY = b"Subject: small\r\n\r\n" + bytes(range(256)) * 8
 DATE = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
 
 
-@pytest.fixture
-async def sqlite_store(data_dir: Path) -> AsyncIterator[SQLiteStore]:
-    store = await SQLiteStore.open(data_dir, LocalBus())
-    await store.sweep_finished()  # its steps are writer operations: keep them out of the tests
-    yield store
-    await store.close()
 
 
-@pytest.fixture
-async def account(sqlite_store: SQLiteStore) -> Account:
-    await sqlite_store.add_domain("example.org")
-    return await sqlite_store.add_account("alice@example.org", "hash")
 
-
-def _files(directory: Path) -> list[Path]:
-    return sorted(path for path in directory.rglob("*") if path.is_file())
 
 
 def _inline_rows(data_dir: Path) -> dict[str, bytes]:
@@ -70,7 +53,7 @@ async def _is_gone(store: SQLiteStore, ref: BlobRef) -> bool:
     return False
 
 
-async def test_small_body_round_trip_without_touching_files(
+async def test_small_body_round_trip_without_touchingstored_files(
         sqlite_store: SQLiteStore, account: Account, data_dir: Path) -> None:
     writer = sqlite_store.blobs.writer()
     writer.write(BODY[:100])
@@ -93,7 +76,7 @@ async def test_small_body_round_trip_without_touching_files(
     with body:
         assert body.read(7) == BODY[:7]
         assert body.read() == BODY[7:]
-    assert _files(data_dir / "messages") == [] and _files(data_dir / "tmp") == []
+    assert stored_files(data_dir / "messages") == [] and stored_files(data_dir / "tmp") == []
 
 
 async def test_unknown_inline_body_is_not_found(sqlite_store: SQLiteStore) -> None:
@@ -132,7 +115,7 @@ async def test_spill_threshold_decides_the_kind(sqlite_store: SQLiteStore, accou
     assert is_inline_blob_id(inline.id)
     assert not is_inline_blob_id(in_file.id)
     assert list(_inline_rows(data_dir)) == [inline.id]
-    assert [path.name for path in _files(data_dir / "messages")] == [in_file.id]
+    assert [path.name for path in stored_files(data_dir / "messages")] == [in_file.id]
     assert await sqlite_store.blobs.read(in_file) == smallest_file
     assert await sqlite_store.blobs.read(inline) == largest_inline
 
@@ -223,7 +206,7 @@ async def test_over_budget_body_goes_to_a_file(data_dir: Path,
     try:
         refs = [await put_body(store, BODY) for _ in range(3)]
         assert [is_inline_blob_id(ref.id) for ref in refs] == [True, True, False]
-        assert [path.name for path in _files(data_dir / "messages")] == [refs[2].id]
+        assert [path.name for path in stored_files(data_dir / "messages")] == [refs[2].id]
         assert [await store.blobs.read(ref) for ref in refs] == [BODY] * 3
     finally:
         await store.close()

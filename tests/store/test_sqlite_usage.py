@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,17 +23,8 @@ from tests.store.helpers import database_at_version, mailbox, put_body
 WHEN = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
 
 
-@pytest.fixture
-async def sqlite_store(data_dir: Path) -> AsyncIterator[SQLiteStore]:
-    store = await SQLiteStore.open(data_dir, LocalBus())
-    await store.sweep_finished()  # its steps are writer operations: keep them out of the tests
-    yield store
-    await store.close()
 
 
 def _real_usage(data_dir: Path) -> dict[int, tuple[int, int]]:

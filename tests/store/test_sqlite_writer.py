@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +17,6 @@ from mailpost.store.sqlite import writer as writer_module
 from mailpost.store.sqlite.schema import MIGRATIONS
 from mailpost.store.types import Account, DeliveryTarget
 from tests.store.helpers import eventually, mailbox, put_body
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def bus() -> LocalBus:
-    return LocalBus()
-
-
-@pytest.fixture
-async def sqlite_store(data_dir: Path, bus: LocalBus) -> AsyncIterator[SQLiteStore]:
-    store = await SQLiteStore.open(data_dir, bus)
-    await store.sweep_finished()  # its steps are writer operations: keep them out of the tests
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-async def account(sqlite_store: SQLiteStore) -> Account:
-    await sqlite_store.add_domain("example.org")
-    return await sqlite_store.add_account("alice@example.org", "hash")
 
 
 def _connect(data_dir: Path) -> sqlite3.Connection:

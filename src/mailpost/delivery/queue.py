@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -215,26 +216,31 @@ class QueueRunner:
                 attempt.cancel()
             await asyncio.gather(*attempts, return_exceptions=True)
 
-    async def start_due(self) -> int:
+    async def start_due(self) -> list[asyncio.Task[None]]:
         """Claim what is due, up to the free share of ``concurrency``, and start attempting it
         without waiting: a remote host that answers slowly holds up only its own entries, and
         mail queued meanwhile leaves at once. Each finished attempt looks again (an entry left
-        unclaimed for want of room gets it). Returns how many attempts were started."""
+        unclaimed for want of room gets it). Returns the attempts started."""
         room = self.settings.concurrency - len(self._in_flight)
         if room <= 0:
-            return 0
+            return []
         now = self.clock()
         entries = await self.store.due_queue_entries(now, room, now + LEASE)
-        fresh = [entry for entry in entries if entry.id not in self._in_flight]
-        for entry in fresh:
+        started: list[asyncio.Task[None]] = []
+        for entry in entries:
+            if entry.id in self._in_flight:  # its lease ran out while it is still being tried
+                continue
             self._in_flight.add(entry.id)  # now, so that the next claim leaves it alone
             attempt = asyncio.create_task(self._attempt_safely(entry),
                                           name=f"queue-entry-{entry.id}")
             self._attempts.add(attempt)
-            attempt.add_done_callback(self._attempt_finished)
-        return len(fresh)
+            attempt.add_done_callback(functools.partial(self._attempt_finished, entry.id))
+            started.append(attempt)
+        return started
 
-    def _attempt_finished(self, attempt: asyncio.Task[None]) -> None:
+    def _attempt_finished(self, entry_id: int, attempt: asyncio.Task[None]) -> None:
+        """Also when the attempt was cancelled before it ran: the entry is free again."""
+        self._in_flight.discard(entry_id)
         self._attempts.discard(attempt)
         self.wake()
 
@@ -247,23 +253,17 @@ class QueueRunner:
     async def run_once(self) -> int:
         """Attempt every entry due now and wait for the attempts (tests, and callers that
         drive the queue themselves); return how many were attempted."""
-        now = self.clock()
-        entries = await self.store.due_queue_entries(now, self.settings.concurrency,
-                                                     now + LEASE)
-        fresh = [entry for entry in entries if entry.id not in self._in_flight]
-        await asyncio.gather(*(self._attempt_safely(entry) for entry in fresh))
-        return len(fresh)
+        started = await self.start_due()
+        await asyncio.gather(*started)
+        return len(started)
 
     async def _attempt_safely(self, entry: QueueEntry) -> None:
-        self._in_flight.add(entry.id)
         try:
             await self.attempt(entry)
         except StoreError as exc:  # the lease brings the entry back later
             log.warning("queue entry %d: %s", entry.id, exc)
         except Exception:  # one broken entry must not hold up the others
             log.exception("queue entry %d: delivery attempt failed", entry.id)
-        finally:
-            self._in_flight.discard(entry.id)
 
     async def attempt(self, entry: QueueEntry) -> None:
         body = self._prepare(await self.store.blobs.read(entry.blob), entry)

@@ -60,7 +60,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -240,16 +240,6 @@ class FileBlobStore:
         loop = asyncio.get_running_loop()
         try:
             future = loop.run_in_executor(self._executor, _read_range, path, start, end)
-        except RuntimeError as exc:  # the pool is shut down
-            raise StoreUnavailable("the store is closed") from exc
-        return await future
-
-    async def read_many(self, refs: Sequence[BlobRef | str]) -> dict[str, bytes]:
-        ids = (ref.id if isinstance(ref, BlobRef) else ref for ref in refs)
-        paths = {blob_id: self.path_of(blob_id) for blob_id in ids if is_file_blob_id(blob_id)}
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(self._executor, read_existing, paths)
         except RuntimeError as exc:  # the pool is shut down
             raise StoreUnavailable("the store is closed") from exc
         return await future

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mailpost.bus import Change, ChangeKind
@@ -195,3 +196,9 @@ def get_mailbox(conn: sqlite3.Connection, account_id: int, name: str) -> Mailbox
 def subscriptions(conn: sqlite3.Connection, account_id: int) -> list[str]:
     return [row["name"] for row in conn.execute(
         "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", (account_id,))]
+
+
+def keep_recent_uids(ctx: WriteContext, marks: Sequence[tuple[int, int]]) -> None:
+    """Move each mailbox's \\Recent mark up to the given UID, never down (imap.recent)."""
+    ctx.conn.executemany("UPDATE mailboxes SET recent_uid = max(recent_uid, ?) WHERE id = ?",
+                         [(uid, mailbox_id) for mailbox_id, uid in marks])

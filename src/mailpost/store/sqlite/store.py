@@ -306,9 +306,7 @@ class SQLiteStore:
             ctx, account_id, mailbox_id, blob, flags, internal_date, enforce_quota))
 
     async def keep_recent_uids(self, marks: Sequence[tuple[int, int]]) -> None:
-        await self._writer.run(lambda ctx: ctx.conn.executemany(
-            "UPDATE mailboxes SET recent_uid = max(recent_uid, ?) WHERE id = ?",
-            [(uid, mailbox_id) for mailbox_id, uid in marks]))
+        await self._writer.run(lambda ctx: mailboxes.keep_recent_uids(ctx, marks))
 
     async def append_many(self, account_id: int, mailbox_id: int,
                           items: Sequence[NewMessage],
